@@ -1,0 +1,45 @@
+# kinto-fxa developer commands. Every target creates the virtualenv it needs.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+INSTALL_STAMP := $(VENV)/.install.stamp
+PYTEST_ARGS ?=
+
+.PHONY: help install serve test lint format bench migrate clean
+
+help:
+	@echo "make serve   start a local FxA server and a Kinto using it (http://127.0.0.1:8888/v1/)"
+	@echo "make test    run the whole test suite (PostgreSQL tests skip if none is reachable)"
+	@echo "make lint    ruff + mypy"
+	@echo "make bench   print the authentication benchmarks"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(INSTALL_STAMP): $(BIN)/python setup.cfg setup.py
+	$(BIN)/python -m pip install --quiet -e ".[test,scripts]"
+	touch $(INSTALL_STAMP)
+
+install: $(INSTALL_STAMP)
+
+serve: $(INSTALL_STAMP)
+	$(BIN)/kinto-fxa dev-server --ini config/dev.ini
+
+test: $(INSTALL_STAMP)
+	$(BIN)/pytest --cov --cov-report=term-missing --cov-fail-under=95 $(PYTEST_ARGS)
+
+lint: $(INSTALL_STAMP)
+	$(BIN)/ruff check kinto_fxa tests bench
+	$(BIN)/ruff format --check kinto_fxa tests bench
+	$(BIN)/mypy kinto_fxa
+
+format: $(INSTALL_STAMP)
+	$(BIN)/ruff check --fix kinto_fxa tests bench
+	$(BIN)/ruff format kinto_fxa tests bench
+
+bench: $(INSTALL_STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

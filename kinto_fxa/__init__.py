@@ -1,0 +1,1 @@
+"""Firefox Accounts authentication for Kinto."""

@@ -1,0 +1,297 @@
+"""Parse the ``fxa-oauth.*`` settings once, into a typed, validated object.
+
+Every other module reads :class:`FxASettings` (``registry.fxa_settings``), never the raw
+settings dict: a bad value fails at startup with a message naming the setting.
+"""
+
+import json
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from fxa._utils import scope_matches
+from pyramid.exceptions import ConfigurationError
+from pyramid.settings import asbool, aslist
+
+
+PREFIX = "fxa-oauth."
+DEFAULT_CLIENT = "default"
+DEFAULT_POLICY_NAME = "fxa"
+DEFAULT_WEBHOOK_ISSUER = "https://accounts.firefox.com/"
+POLICY_CLASS_NAME = "FxAOAuthAuthenticationPolicy"
+
+DEFAULTS: dict[str, Any] = {
+    "oauth_uri": None,
+    "client_id": None,
+    "client_secret": None,
+    "redirect_uri": None,
+    "requested_scope": "profile",
+    "required_scope": "profile",
+    "cache_ttl_seconds": 300,
+    "negative_cache_ttl_seconds": 60,
+    "local_cache_ttl_seconds": 30,
+    "local_cache_size": 10000,
+    "state.ttl_seconds": 3600,
+    "heartbeat_timeout_seconds": 3,
+    "request_timeout_seconds": 5,
+    "jwks": None,
+    "jwks_refresh_interval_seconds": 60,
+    "revocation_ttl_seconds": 30 * 24 * 3600,
+    "relier.enabled": True,
+    "webapp.authorized_domains": "",
+    "webhook.enabled": False,
+    "webhook.issuer": DEFAULT_WEBHOOK_ISSUER,
+}
+
+CLIENT_KEYS = ("client_id", "client_secret", "requested_scope", "required_scope", "redirect_uri")
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """One FxA OAuth client this server accepts tokens for.
+
+    ``name`` is ``"default"`` for the top-level ``fxa-oauth.*`` client; tokens routed to
+    any other client get the user id ``<uid>-<name>``.
+    """
+
+    name: str
+    client_id: str | None
+    client_secret: str | None
+    requested_scope: tuple[str, ...]
+    required_scope: tuple[str, ...]
+    redirect_uri: str | None = None
+
+    @property
+    def is_default(self) -> bool:
+        return self.name == DEFAULT_CLIENT
+
+    def user_id(self, uid: str) -> str:
+        """The (unprefixed) Kinto user id of FxA user ``uid`` using this client."""
+        return uid if self.is_default else f"{uid}-{self.name}"
+
+    def accepts(self, scopes: list[str]) -> bool:
+        """Whether a token granting ``scopes`` satisfies this client's required scope."""
+        return scope_matches(scopes, list(self.required_scope))
+
+
+@dataclass(frozen=True)
+class FxASettings:
+    oauth_uri: str | None
+    default_client: ClientConfig
+    extra_clients: tuple[ClientConfig, ...]
+    cache_ttl_seconds: int
+    negative_cache_ttl_seconds: int
+    local_cache_ttl_seconds: int
+    local_cache_size: int
+    state_ttl_seconds: int
+    heartbeat_timeout_seconds: float
+    request_timeout_seconds: float
+    jwks: tuple[dict[str, Any], ...] | None
+    jwks_refresh_interval_seconds: int
+    revocation_ttl_seconds: int
+    relier_enabled: bool
+    authorized_domains: tuple[str, ...]
+    webhook_enabled: bool
+    webhook_issuer: str
+    policy_names: tuple[str, ...] = (DEFAULT_POLICY_NAME,)
+    userid_hmac_secret: str = ""
+    clients_by_name: dict[str, ClientConfig] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name = {c.name: c for c in self.clients}
+        object.__setattr__(self, "clients_by_name", by_name)
+
+    @property
+    def clients(self) -> tuple[ClientConfig, ...]:
+        """Every client, the default one first."""
+        return (self.default_client, *self.extra_clients)
+
+    @property
+    def client_ids(self) -> set[str]:
+        return {c.client_id for c in self.clients if c.client_id}
+
+    @property
+    def policy_name(self) -> str:
+        """The multiauth name of the (first) FxA policy, the prefix of user ids."""
+        return self.policy_names[0]
+
+    def route(self, scopes: list[str]) -> list[ClientConfig]:
+        """The client configs whose required scope a token granting ``scopes`` satisfies."""
+        return [c for c in self.clients if c.accepts(scopes)]
+
+    def user_ids(self, uid: str) -> list[str]:
+        """Every prefixed Kinto user id FxA user ``uid`` can have on this server."""
+        return [f"{policy}:{c.user_id(uid)}" for policy in self.policy_names for c in self.clients]
+
+
+def _setting_name(key: str) -> str:
+    return PREFIX + key
+
+
+def _as_int(settings: Mapping[str, Any], key: str, minimum: int = 0) -> int:
+    raw = settings[key]
+    try:
+        value = int(str(raw).strip())
+    except (TypeError, ValueError):
+        raise ConfigurationError(
+            f"{_setting_name(key)} must be a whole number, got {raw!r}"
+        ) from None
+    if value < minimum:
+        raise ConfigurationError(f"{_setting_name(key)} must be >= {minimum}, got {value}")
+    return value
+
+
+def _as_float(settings: Mapping[str, Any], key: str) -> float:
+    raw = settings[key]
+    try:
+        value = float(str(raw).strip())
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{_setting_name(key)} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{_setting_name(key)} must be > 0, got {value}")
+    return value
+
+
+def _as_url(value: Any, name: str) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None
+    url = str(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}")
+    return url
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def _parse_jwks(raw: Any) -> tuple[dict[str, Any], ...] | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    name = _setting_name("jwks")
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as e:
+        raise ConfigurationError(f"{name} must be JSON ({e})") from None
+    keys = parsed.get("keys") if isinstance(parsed, dict) else parsed
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise ConfigurationError(f"{name} must be a JWKS object or a list of JWK objects")
+    from jwt.algorithms import RSAAlgorithm  # Fail now rather than on the first token.
+
+    for key in keys:
+        try:
+            RSAAlgorithm.from_jwk(json.dumps(key))
+        except Exception as e:
+            raise ConfigurationError(f"{name} holds an unusable key ({e})") from None
+    return tuple(keys)
+
+
+def _client(settings: Mapping[str, Any], prefix: str, name: str) -> ClientConfig:
+    def get(key: str, default: Any = None) -> Any:
+        return settings.get(prefix + key, default)
+
+    requested = tuple(aslist(get("requested_scope", "") or ""))
+    required = tuple(aslist(get("required_scope", "") or ""))
+    if not required:
+        raise ConfigurationError(f"{PREFIX}{prefix}required_scope must not be empty")
+    return ClientConfig(
+        name=name,
+        client_id=_as_str(get("client_id")),
+        client_secret=_as_str(get("client_secret")),
+        requested_scope=requested or required,
+        required_scope=required,
+        redirect_uri=_as_url(get("redirect_uri"), f"{PREFIX}{prefix}redirect_uri"),
+    )
+
+
+def _extra_clients(settings: Mapping[str, Any]) -> tuple[ClientConfig, ...]:
+    """The ``clients.<name>.*`` configs (``settings`` keys have no ``fxa-oauth.`` prefix)."""
+    names: set[str] = set()
+    for key in settings:
+        if not key.startswith("clients."):
+            continue
+        name, _, option = key[len("clients.") :].partition(".")
+        if option not in CLIENT_KEYS:
+            raise ConfigurationError(
+                f"Unknown setting {PREFIX}{key!s} (expected one of: {', '.join(CLIENT_KEYS)})"
+            )
+        if not name or not name.replace("_", "").replace("-", "").isalnum():
+            raise ConfigurationError(
+                f"Invalid client name in {PREFIX}{key} (use letters, digits, - or _)"
+            )
+        if name == DEFAULT_CLIENT:
+            raise ConfigurationError(f"{PREFIX}{key}: the client name 'default' is reserved")
+        names.add(name)
+    return tuple(_client(settings, f"clients.{name}.", name) for name in sorted(names))
+
+
+def _check_routing(clients: tuple[ClientConfig, ...]) -> None:
+    # Two clients whose required scopes imply each other could never be told apart.
+    for i, a in enumerate(clients):
+        for b in clients[i + 1 :]:
+            if set(a.required_scope) == set(b.required_scope):
+                raise ConfigurationError(
+                    f"Clients {a.name!r} and {b.name!r} require the same scope "
+                    f"{' '.join(a.required_scope)!r}: tokens could not be routed"
+                )
+
+
+def _policy_names(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    names = tuple(
+        name
+        for name in aslist(settings.get("multiauth.policies", ""))
+        if str(settings.get(f"multiauth.policy.{name}.use", "")).endswith(POLICY_CLASS_NAME)
+    )
+    return names or (DEFAULT_POLICY_NAME,)
+
+
+def parse_settings(raw_settings: Mapping[str, Any]) -> FxASettings:
+    """Read and validate every ``fxa-oauth.*`` setting.
+
+    :raises pyramid.exceptions.ConfigurationError: naming the bad setting.
+    """
+    settings: dict[str, Any] = {k: v for k, v in DEFAULTS.items()}
+    for key, value in raw_settings.items():
+        if key.startswith(PREFIX):
+            settings[key[len(PREFIX) :]] = value
+
+    if "scope" in settings:
+        warnings.warn(
+            '"fxa-oauth.scope" is deprecated: use "fxa-oauth.requested_scope" and '
+            '"fxa-oauth.required_scope" instead.',
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        settings["requested_scope"] = settings["required_scope"] = settings["scope"]
+
+    default_client = _client(settings, "", DEFAULT_CLIENT)
+    extra_clients = _extra_clients(settings)
+    _check_routing((default_client, *extra_clients))
+
+    return FxASettings(
+        oauth_uri=_as_url(settings["oauth_uri"], _setting_name("oauth_uri")),
+        default_client=default_client,
+        extra_clients=extra_clients,
+        cache_ttl_seconds=_as_int(settings, "cache_ttl_seconds"),
+        negative_cache_ttl_seconds=_as_int(settings, "negative_cache_ttl_seconds"),
+        local_cache_ttl_seconds=_as_int(settings, "local_cache_ttl_seconds"),
+        local_cache_size=_as_int(settings, "local_cache_size"),
+        state_ttl_seconds=_as_int(settings, "state.ttl_seconds", minimum=1),
+        heartbeat_timeout_seconds=_as_float(settings, "heartbeat_timeout_seconds"),
+        request_timeout_seconds=_as_float(settings, "request_timeout_seconds"),
+        jwks=_parse_jwks(settings["jwks"]),
+        jwks_refresh_interval_seconds=_as_int(settings, "jwks_refresh_interval_seconds"),
+        revocation_ttl_seconds=_as_int(settings, "revocation_ttl_seconds", minimum=1),
+        relier_enabled=asbool(settings["relier.enabled"]),
+        authorized_domains=tuple(aslist(settings["webapp.authorized_domains"] or "")),
+        webhook_enabled=asbool(settings["webhook.enabled"]),
+        webhook_issuer=str(settings["webhook.issuer"]).strip(),
+        policy_names=_policy_names(raw_settings),
+        userid_hmac_secret=str(raw_settings.get("userid_hmac_secret", "") or ""),
+    )

@@ -1,0 +1,139 @@
+"""Shared fixtures: Kinto apps on the memory and PostgreSQL backends.
+
+FxA fixtures (``fxa_server``...) come from the ``kinto_fxa.testing.pytest_plugin``
+plugin, registered through the ``pytest11`` entry point.
+
+PostgreSQL tests run against a fresh database created for the session on
+``KINTO_FXA_POSTGRESQL_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``).
+They skip, loudly, when no server answers, unless ``KINTO_FXA_REQUIRE_POSTGRESQL`` is set
+(as ``.ci/run`` does), where they fail.
+"""
+
+import os
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import webtest
+
+
+ADMIN_URL = os.environ.get("KINTO_FXA_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_POSTGRESQL = os.environ.get("KINTO_FXA_REQUIRE_POSTGRESQL", "") not in ("", "0")
+_pg_skip_reason: list[str] = []
+
+BACKENDS = ("memory", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def postgresql_url() -> Iterator[str]:
+    """URL of a PostgreSQL database created for this test session, dropped at its end."""
+    import sqlalchemy
+
+    try:
+        admin = sqlalchemy.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except Exception as e:
+        reason = f"PostgreSQL unreachable at {ADMIN_URL}: {e.__class__.__name__}"
+        if REQUIRE_POSTGRESQL:
+            pytest.fail(f"{reason} (KINTO_FXA_REQUIRE_POSTGRESQL is set)")
+        _pg_skip_reason.append(reason)
+        pytest.skip(reason)
+    name = f"kinto_fxa_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
+    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                sqlalchemy.text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
+                ),
+                {"n": name},
+            )
+            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _pg_skip_reason:
+        terminalreporter.write_sep("!", "POSTGRESQL TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(_pg_skip_reason[0], red=True)
+
+
+def backend_settings(backend: str, postgresql_url: str | None = None) -> dict[str, str]:
+    """Kinto storage/permission/cache settings for ``backend``."""
+    if backend == "memory":
+        return {
+            "storage_backend": "kinto.core.storage.memory",
+            "permission_backend": "kinto.core.permission.memory",
+            "cache_backend": "kinto.core.cache.memory",
+        }
+    assert postgresql_url
+    return {
+        "storage_backend": "kinto.core.storage.postgresql",
+        "storage_url": postgresql_url,
+        "permission_backend": "kinto.core.permission.postgresql",
+        "permission_url": postgresql_url,
+        "cache_backend": "kinto.core.cache.postgresql",
+        "cache_url": postgresql_url,
+        "storage_pool_size": "2",
+        "permission_pool_size": "2",
+        "cache_pool_size": "2",
+    }
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Backend settings, once for memory and once for PostgreSQL."""
+    if request.param == "memory":
+        return backend_settings("memory")
+    return backend_settings("postgresql", request.getfixturevalue("postgresql_url"))
+
+
+def kinto_settings(oauth_uri: str | None, **extra: Any) -> dict[str, Any]:
+    """Settings of a Kinto using kinto-fxa against ``oauth_uri`` (memory backends)."""
+    settings: dict[str, Any] = {
+        **backend_settings("memory"),
+        "includes": "kinto_fxa kinto.plugins.default_bucket",
+        "userid_hmac_secret": "test-secret",
+        "multiauth.policies": "fxa basicauth",
+        "multiauth.policy.fxa.use": "kinto_fxa.authentication.FxAOAuthAuthenticationPolicy",
+        "bucket_create_principals": "system.Authenticated",
+        "fxa-oauth.client_id": "kinto-client",
+        "fxa-oauth.client_secret": "kinto-secret",
+    }
+    if oauth_uri is not None:
+        settings["fxa-oauth.oauth_uri"] = oauth_uri
+    settings.update({k: str(v) for k, v in extra.items()})
+    return settings
+
+
+@pytest.fixture
+def make_app() -> Iterator[Callable[..., webtest.TestApp]]:
+    """Build a Kinto WSGI app wrapped in webtest; PostgreSQL schemas are created and
+    flushed on teardown so each test starts empty."""
+    import kinto
+
+    apps: list[webtest.TestApp] = []
+
+    def factory(settings: dict[str, Any]) -> webtest.TestApp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            wsgi = kinto.main({}, **settings)
+        registry = wsgi.registry
+        for name in ("storage", "permission", "cache"):
+            getattr(registry, name).initialize_schema()
+        app = webtest.TestApp(wsgi, extra_environ={"HTTP_HOST": "localhost:80"})
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        registry = app.app.registry
+        for name in ("storage", "permission", "cache"):
+            getattr(registry, name).flush()
