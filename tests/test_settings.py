@@ -1,0 +1,146 @@
+import json
+import warnings
+
+import pytest
+from pyramid.exceptions import ConfigurationError
+
+from kinto_fxa.settings import DEFAULT_CLIENT, parse_settings
+
+
+POLICY = {
+    "multiauth.policies": "fxa basicauth",
+    "multiauth.policy.fxa.use": "kinto_fxa.authentication.FxAOAuthAuthenticationPolicy",
+}
+
+NOTES = "https://identity.mozilla.com/apps/notes"
+
+
+def test_defaults():
+    s = parse_settings({})
+    assert s.oauth_uri is None
+    assert s.default_client.name == DEFAULT_CLIENT
+    assert s.default_client.requested_scope == ("profile",)
+    assert s.default_client.required_scope == ("profile",)
+    assert s.cache_ttl_seconds == 300
+    assert s.state_ttl_seconds == 3600
+    assert s.heartbeat_timeout_seconds == 3
+    assert s.relier_enabled is True
+    assert s.webhook_enabled is False
+    assert s.authorized_domains == ()
+    assert s.jwks is None
+    assert s.policy_names == ("fxa",)
+
+
+def test_values_are_parsed():
+    s = parse_settings(
+        {
+            **POLICY,
+            "fxa-oauth.oauth_uri": "http://127.0.0.1:9010/v1",
+            "fxa-oauth.client_id": "abc",
+            "fxa-oauth.requested_scope": "profile kinto",
+            "fxa-oauth.required_scope": "kinto",
+            "fxa-oauth.cache_ttl_seconds": " 60 ",
+            "fxa-oauth.relier.enabled": "false",
+            "fxa-oauth.webapp.authorized_domains": "*.example.com\nlocalhost:8000",
+        }
+    )
+    assert s.oauth_uri == "http://127.0.0.1:9010/v1"
+    assert s.default_client.client_id == "abc"
+    assert s.default_client.requested_scope == ("profile", "kinto")
+    assert s.default_client.required_scope == ("kinto",)
+    assert s.cache_ttl_seconds == 60
+    assert s.relier_enabled is False
+    assert s.authorized_domains == ("*.example.com", "localhost:8000")
+
+
+def test_deprecated_scope_sets_both_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="fxa-oauth.scope"):
+        s = parse_settings({"fxa-oauth.scope": "kinto"})
+    assert s.default_client.requested_scope == ("kinto",)
+    assert s.default_client.required_scope == ("kinto",)
+
+
+def test_extra_clients_and_user_ids():
+    s = parse_settings(
+        {
+            **POLICY,
+            "fxa-oauth.clients.notes.client_id": "notes-id",
+            "fxa-oauth.clients.notes.client_secret": "s3cr3t",
+            "fxa-oauth.clients.notes.required_scope": NOTES,
+            "fxa-oauth.clients.lockbox.required_scope": "lockbox",
+            "fxa-oauth.clients.lockbox.requested_scope": "profile lockbox",
+        }
+    )
+    assert [c.name for c in s.clients] == ["default", "lockbox", "notes"]
+    notes = s.clients_by_name["notes"]
+    assert notes.requested_scope == (NOTES,)  # Defaults to the required scope.
+    assert s.clients_by_name["lockbox"].requested_scope == ("profile", "lockbox")
+    assert s.client_ids == {"notes-id"}
+    assert s.user_ids("u1") == ["fxa:u1", "fxa:u1-lockbox", "fxa:u1-notes"]
+    assert [c.name for c in s.route([NOTES])] == ["notes"]
+    assert [c.name for c in s.route(["profile", NOTES])] == ["default", "notes"]
+    assert s.route(["other"]) == []
+
+
+def test_policy_name_comes_from_multiauth():
+    s = parse_settings(
+        {
+            "multiauth.policies": "basicauth accounts",
+            "multiauth.policy.accounts.use": "kinto_fxa.authentication."
+            "FxAOAuthAuthenticationPolicy",
+        }
+    )
+    assert s.policy_name == "accounts"
+    assert s.user_ids("u") == ["accounts:u"]
+
+
+def test_static_jwks_accepted_as_jwks_object_or_list():
+    from kinto_fxa.testing.fxa_server import LocalFxAServer
+
+    server = LocalFxAServer()
+    jwks = server.jwks
+    assert parse_settings({"fxa-oauth.jwks": json.dumps(jwks)}).jwks == tuple(jwks["keys"])
+    assert parse_settings({"fxa-oauth.jwks": json.dumps(jwks["keys"])}).jwks == tuple(
+        jwks["keys"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"fxa-oauth.cache_ttl_seconds": "five"}, "fxa-oauth.cache_ttl_seconds"),
+        ({"fxa-oauth.cache_ttl_seconds": "-1"}, "fxa-oauth.cache_ttl_seconds must be >= 0"),
+        ({"fxa-oauth.state.ttl_seconds": "0"}, "fxa-oauth.state.ttl_seconds"),
+        ({"fxa-oauth.heartbeat_timeout_seconds": "soon"}, "heartbeat_timeout_seconds"),
+        ({"fxa-oauth.request_timeout_seconds": "0"}, "request_timeout_seconds must be > 0"),
+        ({"fxa-oauth.oauth_uri": "not a url"}, "fxa-oauth.oauth_uri"),
+        ({"fxa-oauth.oauth_uri": "ftp://fxa.example.com"}, "fxa-oauth.oauth_uri"),
+        ({"fxa-oauth.required_scope": ""}, "fxa-oauth.required_scope must not be empty"),
+        (
+            {"fxa-oauth.clients.notes.required_scope": "profile"},
+            "Clients 'default' and 'notes' require the same scope",
+        ),
+        (
+            {
+                "fxa-oauth.clients.a.required_scope": "x y",
+                "fxa-oauth.clients.b.required_scope": "y x",
+            },
+            "Clients 'a' and 'b'",
+        ),
+        ({"fxa-oauth.clients.notes.scopes": "x"}, "fxa-oauth.clients.notes.scopes"),
+        ({"fxa-oauth.clients.no+tes.required_scope": "x"}, "Invalid client name"),
+        ({"fxa-oauth.clients.default.required_scope": "x"}, "reserved"),
+        ({"fxa-oauth.clients.notes.client_id": "x"}, "clients.notes.required_scope"),
+        (
+            {"fxa-oauth.clients.n.required_scope": "x", "fxa-oauth.clients.n.redirect_uri": "/"},
+            "fxa-oauth.clients.n.redirect_uri",
+        ),
+        ({"fxa-oauth.jwks": "{not json"}, "fxa-oauth.jwks must be JSON"),
+        ({"fxa-oauth.jwks": '"a string"'}, "fxa-oauth.jwks must be a JWKS"),
+        ({"fxa-oauth.jwks": '[{"kty": "RSA", "n": "x"}]'}, "unusable key"),
+    ],
+)
+def test_bad_configuration_names_the_setting(settings, message):
+    with warnings.catch_warnings(), pytest.raises(ConfigurationError, match=message):
+        warnings.simplefilter("ignore")
+        parse_settings(settings)
