@@ -89,7 +89,7 @@ class JWKSKeySet:
         self._apiclient = apiclient
         self._static = static_keys is not None
         self._keys: dict[str | None, dict[str, Any]] = {}
-        self._fetched_at: float | None = None
+        self._refreshed_at: float | None = None
         self._refresh_interval = refresh_interval
         self._lock = threading.Lock()
         if static_keys is not None:
@@ -106,19 +106,21 @@ class JWKSKeySet:
         """
         if kid is not None and kid in self._keys:
             return [self._keys[kid]]
-        if not self._static:
-            self._maybe_refresh(kid)
+        if not self._static and (kid is not None or not self._keys):
+            self._fetch(kid)
         if kid is None:
             return self.keys
         key = self._keys.get(kid)
         return [key] if key is not None else []
 
-    def _maybe_refresh(self, kid: str | None) -> None:
+    def _fetch(self, kid: str | None) -> None:
+        """Load the keys; once loaded, refetch for an unknown ``kid`` at most once per
+        ``refresh_interval`` (tokens with made-up key ids must not hammer FxA)."""
         with self._lock:
-            if kid is not None and kid in self._keys:
-                return  # Another thread fetched it meanwhile.
+            if (kid is not None and kid in self._keys) or (kid is None and self._keys):
+                return  # Another thread fetched them meanwhile.
             now = time.monotonic()
-            if self._fetched_at is not None and now - self._fetched_at < self._refresh_interval:
+            if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_interval:
                 return
             try:
                 body = self._apiclient.get("/jwks")
@@ -128,10 +130,11 @@ class JWKSKeySet:
                 if not self._keys:
                     raise FxAUnavailable(f"Could not fetch FxA JWKS: {e}") from e
                 logger.warning("Could not refresh FxA JWKS (%s); keeping the known keys", e)
-                self._fetched_at = now
+                self._refreshed_at = now
                 return
+            if self._keys:
+                self._refreshed_at = now
             self._keys = parsed
-            self._fetched_at = now
 
 
 class TokenVerifier:

@@ -31,8 +31,11 @@ def postgresql_url() -> Iterator[str]:
     """URL of a PostgreSQL database created for this test session, dropped at its end."""
     import sqlalchemy
 
+    url = sqlalchemy.engine.make_url(ADMIN_URL)
+    if url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg2")  # Kinto's driver.
     try:
-        admin = sqlalchemy.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+        admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(sqlalchemy.text("SELECT 1"))
     except Exception as e:
@@ -44,9 +47,8 @@ def postgresql_url() -> Iterator[str]:
     name = f"kinto_fxa_test_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
-    url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
     try:
-        yield url
+        yield url.set(database=name).render_as_string(hide_password=False)
     finally:
         with admin.connect() as conn:
             conn.execute(
