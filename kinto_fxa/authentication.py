@@ -137,7 +137,9 @@ class Authenticator:
                 names = ", ".join(c.name for c in matches)
                 logger.warning("FxA token refused: its scopes match several clients (%s)", names)
             else:
-                logger.debug("FxA token refused: scopes %s lack the required ones", verified.scopes)
+                logger.debug(
+                    "FxA token refused: scopes %s lack the required ones", verified.scopes
+                )
             return None
         return Identity(uid=verified.uid, client=matches[0].name, expires_at=verified.expires_at)
 

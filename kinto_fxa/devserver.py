@@ -6,8 +6,8 @@ For local development only (``make serve``). The local FxA server listens where
 """
 
 import logging
-from configparser import ConfigParser
 from collections.abc import Callable, Iterable
+from configparser import ConfigParser
 from typing import Any
 from urllib.parse import quote, urlsplit
 

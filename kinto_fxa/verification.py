@@ -120,7 +120,10 @@ class JWKSKeySet:
             if (kid is not None and kid in self._keys) or (kid is None and self._keys):
                 return  # Another thread fetched them meanwhile.
             now = time.monotonic()
-            if self._refreshed_at is not None and now - self._refreshed_at < self._refresh_interval:
+            if (
+                self._refreshed_at is not None
+                and now - self._refreshed_at < self._refresh_interval
+            ):
                 return
             try:
                 body = self._apiclient.get("/jwks")

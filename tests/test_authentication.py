@@ -64,7 +64,9 @@ class TestAuthentication:
 
     def test_the_user_can_use_their_default_bucket(self, app, fxa_server):
         headers = auth(fxa_server.mint_jwt(fxa_server.uid_for("alice@example.com")))
-        app.put_json("/v1/buckets/default/collections/notes/records/r1", {"data": {}}, headers=headers)
+        app.put_json(
+            "/v1/buckets/default/collections/notes/records/r1", {"data": {}}, headers=headers
+        )
         records = app.get("/v1/buckets/default/collections/notes/records", headers=headers)
         assert [r["id"] for r in records.json["data"]] == ["r1"]
 
@@ -258,7 +260,7 @@ class TestCaching:
         original = authenticator.authenticate
         authenticator.authenticate = lambda *a: calls.append(1) or original(*a)
         token = fxa_server.mint_jwt(fxa_server.uid_for("alice@example.com"))
-        body = {"requests": [{"path": "/buckets/default/collections/c%d" % i} for i in range(3)]}
+        body = {"requests": [{"path": f"/buckets/default/collections/c{i}"} for i in range(3)]}
         app.post_json("/v1/batch", body, headers=auth(token))
         assert len(calls) == 1
 
@@ -313,9 +315,9 @@ class TestClients:
 
     def test_write_scope_semantics(self, app, fxa_server):
         uid = fxa_server.uid_for("alice@example.com")
-        assert whoami(app, fxa_server.mint_jwt(uid, scope="lockbox:write")).json["user"][
-            "id"
-        ] == (f"fxa:{uid}-lockbox")
+        assert whoami(app, fxa_server.mint_jwt(uid, scope="lockbox:write")).json["user"]["id"] == (
+            f"fxa:{uid}-lockbox"
+        )
 
     def test_token_matching_two_clients_is_refused(self, app, fxa_server):
         uid = fxa_server.uid_for("alice@example.com")
@@ -368,5 +370,5 @@ class TestIntegration:
         from pyramid.config import Configurator
 
         config = Configurator(settings={})
-        with pytest.raises(ConfigurationError, match="kinto.includes"):
+        with pytest.raises(ConfigurationError, match=r"kinto\.includes"):
             config.include("kinto_fxa")

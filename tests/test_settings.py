@@ -100,9 +100,7 @@ def test_static_jwks_accepted_as_jwks_object_or_list():
     server = LocalFxAServer()
     jwks = server.jwks
     assert parse_settings({"fxa-oauth.jwks": json.dumps(jwks)}).jwks == tuple(jwks["keys"])
-    assert parse_settings({"fxa-oauth.jwks": json.dumps(jwks["keys"])}).jwks == tuple(
-        jwks["keys"]
-    )
+    assert parse_settings({"fxa-oauth.jwks": json.dumps(jwks["keys"])}).jwks == tuple(jwks["keys"])
 
 
 @pytest.mark.parametrize(
