@@ -10,7 +10,6 @@ They skip, loudly, when no server answers, unless ``KINTO_FXA_REQUIRE_POSTGRESQL
 """
 
 import os
-import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -29,36 +28,21 @@ BACKENDS = ("memory", "postgresql")
 @pytest.fixture(scope="session")
 def postgresql_url() -> Iterator[str]:
     """URL of a PostgreSQL database created for this test session, dropped at its end."""
-    import sqlalchemy
+    from kinto_fxa.testing.postgresql import temporary_database
 
-    url = sqlalchemy.engine.make_url(ADMIN_URL)
-    if url.drivername == "postgresql":
-        url = url.set(drivername="postgresql+psycopg2")  # Kinto's driver.
+    database = temporary_database(ADMIN_URL)
     try:
-        admin = sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sqlalchemy.text("SELECT 1"))
+        url = database.__enter__()
     except Exception as e:
         reason = f"PostgreSQL unreachable at {ADMIN_URL}: {e.__class__.__name__}"
         if REQUIRE_POSTGRESQL:
             pytest.fail(f"{reason} (KINTO_FXA_REQUIRE_POSTGRESQL is set)")
         _pg_skip_reason.append(reason)
         pytest.skip(reason)
-    name = f"kinto_fxa_test_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as conn:
-        conn.execute(sqlalchemy.text(f'CREATE DATABASE "{name}"'))
     try:
-        yield url.set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
-        with admin.connect() as conn:
-            conn.execute(
-                sqlalchemy.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-                ),
-                {"n": name},
-            )
-            conn.execute(sqlalchemy.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()
+        database.__exit__(None, None, None)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
