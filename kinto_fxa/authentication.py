@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 #: ``request.bound_data`` key holding ``{token_digest: Identity | None}``.
 BOUND_DATA_KEY = "fxa-oauth.identities"
 CACHE_PREFIX = "fxa-oauth.token:"
+REQUEST_MEMO = "_fxa_oauth_identity"
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,16 @@ class FxAOAuthAuthenticationPolicy(base_auth.CallbackAuthenticationPolicy):
         return getattr(self, "_pyramid_multiauth_name", None) or "fxa"
 
     def _identity(self, request: Any) -> Identity | None:
+        # Pyramid and multiauth ask several times per request: answer from the request.
+        authorization = request.headers.get("Authorization")
+        memo = getattr(request, REQUEST_MEMO, None)
+        if memo is not None and memo[0] == authorization:
+            return memo[1]
+        identity = self._identity_for_token(request)
+        setattr(request, REQUEST_MEMO, (authorization, identity))
+        return identity
+
+    def _identity_for_token(self, request: Any) -> Identity | None:
         token = _bearer_token(request)
         if token is None:
             return None
