@@ -132,8 +132,10 @@ def warm_reads(app: Any, fxa: LocalFxAServer, rounds: int, label: str) -> None:
     ratio = statistics.median(basic_times) / statistics.median(fxa_times)
     total_ratio = sum(basic_times) / sum(fxa_times)
     print(f"\nWarm authenticated reads, {label} ({rounds} interleaved pairs)")
-    report("median kinto-fxa / basicauth (us)", f"{median_us(fxa_times):.0f} / "
-           f"{median_us(basic_times):.0f}")
+    report(
+        "median kinto-fxa / basicauth (us)",
+        f"{median_us(fxa_times):.0f} / {median_us(basic_times):.0f}",
+    )
     target = "target >= 0.97" if "memory" in label else "target >= 0.95"
     report("throughput ratio kinto-fxa vs basicauth (medians)", f"{ratio:.3f}", target)
     report("throughput ratio kinto-fxa vs basicauth (totals)", f"{total_ratio:.3f}")
@@ -175,8 +177,9 @@ def cold_latency(fxa: LocalFxAServer, rounds: int) -> None:
     cold, warm = cold_vs_cached(app, fxa, rounds)
     print(f"\nNever-seen JWT vs cached JWT ({rounds} interleaved pairs)")
     report("median cold / cached (us)", f"{cold:.0f} / {warm:.0f}")
-    report("added latency of a never-seen token", f"{(cold - warm) / 1000:.3f} ms",
-           "target <= 0.5 ms")
+    report(
+        "added latency of a never-seen token", f"{(cold - warm) / 1000:.3f} ms", "target <= 0.5 ms"
+    )
 
 
 def bad_token(fxa: LocalFxAServer, repeat: int) -> None:
