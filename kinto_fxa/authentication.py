@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 BOUND_DATA_KEY = "fxa-oauth.identities"
 CACHE_PREFIX = "fxa-oauth.token:"
 REQUEST_MEMO = "_fxa_oauth_identity"
+#: FxA tokens are about 1 KB; anything far larger is refused without asking FxA.
+MAX_TOKEN_LENGTH = 8192
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,9 @@ class Authenticator:
 
         :raises FxAUnavailable: when FxA cannot tell.
         """
+        if len(token) > MAX_TOKEN_LENGTH or not token.isprintable():
+            logger.debug("FxA token refused: malformed")
+            return None
         digest = digest or self.digest(token)
         local = self.local.get(digest)
         if local is not None:
@@ -85,9 +90,13 @@ class Authenticator:
         key = CACHE_PREFIX + digest
         cached = self.shared.get(key)
         now = time.time()
-        if cached is not None:
-            identity = Identity.from_json(cached) if cached else None
-            if identity is not None and self._revoked(identity.uid, identity_issued_at(cached)):
+        if cached is False:
+            self._remember_locally(digest, None, now)
+            return None
+        identity = Identity.from_json(cached)
+        # Ignore an entry written by a process configured with other clients.
+        if identity is not None and identity.client in self.settings.clients_by_name:
+            if self._revoked(identity.uid, identity_issued_at(cached)):
                 identity = None
             self._remember_locally(digest, identity, now)
             return identity

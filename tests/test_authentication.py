@@ -120,6 +120,25 @@ class TestRefusedTokens:
         requests.post(fxa_server.oauth_uri + "/destroy", json={"token": token}, timeout=5)
         self.assert_refused(app, token)
 
+    @pytest.mark.parametrize("token", ["x" * 10000, "abc\x01def", "abc\u00a0def"])
+    def test_malformed_token_is_refused_without_asking_fxa(self, app, fxa_server, token):
+        from kinto_fxa.authentication import Authenticator
+
+        assert app.app.registry.fxa_authenticator.authenticate(token) is None
+        assert isinstance(app.app.registry.fxa_authenticator, Authenticator)
+        self.assert_refused(app, "y" * 9000)
+        assert fxa_server.calls.total() == 0
+
+    def test_cached_identity_of_an_unknown_client_is_verified_again(self, app, fxa_server):
+        from kinto.core.utils import hmac_digest
+
+        uid = fxa_server.uid_for("alice@example.com")
+        token = fxa_server.mint_opaque(uid)
+        key = CACHE_PREFIX + hmac_digest("test-secret", token)
+        app.app.registry.cache.set(key, {"uid": uid, "client": "gone"}, 60)
+        assert whoami(app, token).json["user"]["id"] == f"fxa:{uid}"
+        assert fxa_server.calls["/v1/verify"] == 1
+
     def test_same_bad_token_reaches_fxa_once(self, app, fxa_server):
         for _ in range(20):
             self.assert_refused(app, "f" * 64)
