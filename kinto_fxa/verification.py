@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 # Used when ``fxa-oauth.oauth_uri`` is not set (PyFxA's default, FxA production).
 PRODUCTION_OAUTH_URI = "https://oauth.accounts.firefox.com/v1"
+MAX_UID_LENGTH = 64
 
 
 class VerificationError(Exception):
@@ -255,6 +256,9 @@ class TokenVerifier:
             scopes = scopes.split()
         if not (isinstance(uid, str) and isinstance(client_id, str) and isinstance(scopes, list)):
             raise FxAUnavailable("Unexpected FxA answer: wrong types")
+        if not (uid.isascii() and uid.isalnum() and len(uid) <= MAX_UID_LENGTH):
+            # FxA uids are 32 hex chars; anything else must not become a Kinto user id.
+            raise InvalidToken("Unexpected user id")
         return VerifiedToken(
             uid=uid,
             client_id=client_id,

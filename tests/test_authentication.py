@@ -104,6 +104,10 @@ class TestRefusedTokens:
         forged = fxa_server.mint_jwt(uid, signing_key=fxa_server.new_key())
         self.assert_refused(app, forged)
 
+    @pytest.mark.parametrize("uid", ["../admin", "a\x00b", "x" * 65, "ümlaut"])
+    def test_signed_token_with_an_unusable_uid(self, app, fxa_server, uid):
+        self.assert_refused(app, fxa_server.mint_jwt(uid))
+
     def test_jwt_of_the_wrong_type(self, app, fxa_server):
         token = fxa_server.mint_jwt(fxa_server.uid_for("a@b.c"), typ="JWT")
         self.assert_refused(app, token)
