@@ -26,8 +26,13 @@ install: $(INSTALL_STAMP)
 serve: $(INSTALL_STAMP)
 	$(BIN)/kinto-fxa dev-server --ini config/dev.ini
 
+# coverage starts before pytest loads its plugins (ours imports kinto_fxa), and follows
+# the subprocesses the CLI tests start.
 test: $(INSTALL_STAMP)
-	$(BIN)/pytest --cov --cov-report=term-missing --cov-fail-under=95 $(PYTEST_ARGS)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine -q
+	$(BIN)/coverage report --fail-under=95
 
 lint: $(INSTALL_STAMP)
 	$(BIN)/ruff check kinto_fxa tests bench

@@ -236,10 +236,7 @@ class FxAOAuthAuthenticationPolicy(base_auth.CallbackAuthenticationPolicy):
     def forget(self, request: Any) -> list[tuple[str, str]]:
         """Credentials are sent on every request: only say how (RFC 6750)."""
         challenge = f'Bearer realm="{self.realm}"'
-        token = _bearer_token(request)
-        if token is not None:
-            authenticator = getattr(request.registry, "fxa_authenticator", None)
-            known = request.bound_data.get(BOUND_DATA_KEY, {})
-            if authenticator is not None and known.get(authenticator.digest(token), 0) is None:
-                challenge += ', error="invalid_token"'
+        memo = getattr(request, REQUEST_MEMO, None)
+        if memo is not None and memo[1] is None and _bearer_token(request) is not None:
+            challenge += ', error="invalid_token"'  # A token was presented, and refused.
         return [("WWW-Authenticate", challenge)]

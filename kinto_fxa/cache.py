@@ -46,14 +46,6 @@ class LocalCache:
             while len(self._entries) > self.max_size:
                 self._entries.popitem(last=False)
 
-    def delete(self, key: str) -> None:
-        with self._lock:
-            self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -143,6 +143,14 @@ class TestRefusedTokens:
         assert whoami(app, token).json["user"]["id"] == f"fxa:{uid}"
         assert fxa_server.calls["/v1/verify"] == 1
 
+    def test_refusal_is_shared_between_processes(self, make_app, fxa_server, backend):
+        settings = kinto_settings(fxa_server.oauth_uri, **backend)
+        token = fxa_server.mint_opaque(fxa_server.uid_for("a@b.c"), scope="other")
+        for app in (make_app(settings), make_app(settings)):
+            self.assert_refused(app, token)
+        shared = backend["cache_backend"].endswith("postgresql")
+        assert fxa_server.calls["/v1/verify"] == (1 if shared else 2)
+
     def test_same_bad_token_reaches_fxa_once(self, app, fxa_server):
         for _ in range(20):
             self.assert_refused(app, "f" * 64)
@@ -388,6 +396,16 @@ class TestIntegration:
     def test_heartbeat_null_without_oauth_uri(self, make_app):
         app = make_app(kinto_settings(None))
         assert app.get("/v1/__heartbeat__").json["oauth"] is None
+
+    def test_policy_without_the_plugin_says_how_to_fix_it(self, make_app, fxa_server, caplog):
+        app = make_app(kinto_settings(fxa_server.oauth_uri, includes=""))
+        app.get("/v1/", headers=auth("token"), status=500)
+        assert "add it to kinto.includes" in caplog.text
+
+    def test_policy_remembers_nothing(self):
+        from kinto_fxa.authentication import FxAOAuthAuthenticationPolicy
+
+        assert FxAOAuthAuthenticationPolicy().remember(None, "user") == []
 
     def test_included_through_pyramid_includes_fails_clearly(self):
         from pyramid.config import Configurator

@@ -1,0 +1,102 @@
+"""``make serve``: the development server, run as a real process."""
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+
+ROOT = Path(__file__).parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"dev server exited: {process.communicate()}")
+        try:
+            requests.get(url, timeout=1)
+            return
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.fixture
+def dev_server(tmp_path):
+    kinto_port, fxa_port = free_port(), free_port()
+    ini = (ROOT / "config" / "dev.ini").read_text()
+    ini = ini.replace("127.0.0.1:8888", f"127.0.0.1:{kinto_port}")
+    ini = ini.replace("port = 8888", f"port = {kinto_port}")
+    ini = ini.replace("127.0.0.1:9010", f"127.0.0.1:{fxa_port}")
+    path = tmp_path / "dev.ini"
+    path.write_text(ini)
+    process = subprocess.Popen(
+        [sys.executable, "-c", f"from kinto_fxa.devserver import main; main({str(path)!r})"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    kinto, fxa = f"http://127.0.0.1:{kinto_port}", f"http://127.0.0.1:{fxa_port}"
+    try:
+        wait_for(kinto + "/v1/", process)
+        yield kinto, fxa, process
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=15)
+
+
+def test_dev_server_serves_kinto_with_fxa_login(dev_server):
+    kinto, fxa, process = dev_server
+    assert requests.get(kinto + "/v1/__heartbeat__", timeout=5).json()["oauth"] is True
+
+    # The token minting shown in the banner works against Kinto.
+    minted = requests.post(f"{fxa}/__test__/token", json={"email": "dev@example.com"}, timeout=5)
+    token = minted.json()["access_token"]
+    me = requests.get(kinto + "/v1/", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert me.json()["user"]["id"] == f"fxa:{minted.json()['user']}"
+
+    # The demo page starts the login dance, which goes to the local FxA sign-in page.
+    page = requests.get(kinto + "/demo/", timeout=5).text
+    login = re.search(r'href="(/v1/fxa-oauth/login\?[^"]+)"', page).group(1)
+    to_fxa = requests.get(kinto + login, allow_redirects=False, timeout=5)
+    assert to_fxa.status_code == 302
+    assert to_fxa.headers["Location"].startswith(f"{fxa}/v1/authorization?")
+    sign_in = requests.get(to_fxa.headers["Location"], timeout=5)
+    assert "<form" in sign_in.text
+
+    assert requests.get(kinto + "/v1/buckets", timeout=5).status_code == 401
+
+
+def test_dev_server_prints_how_to_use_it(dev_server):
+    kinto, fxa, process = dev_server
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=15)
+    assert f"{kinto}/demo/" in out
+    assert f"{fxa}/__test__/token" in out
+
+
+def test_dev_server_refuses_an_ini_without_oauth_uri(tmp_path):
+    ini = (ROOT / "config" / "dev.ini").read_text()
+    path = tmp_path / "dev.ini"
+    path.write_text(re.sub(r"fxa-oauth.oauth_uri = .*\n", "", ini))
+    result = subprocess.run(
+        [sys.executable, "-c", f"from kinto_fxa.devserver import main; main({str(path)!r})"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "fxa-oauth.oauth_uri" in result.stderr
