@@ -59,7 +59,7 @@ def dev_server(tmp_path):
 
 
 def test_dev_server_serves_kinto_with_fxa_login(dev_server):
-    kinto, fxa, process = dev_server
+    kinto, fxa, _ = dev_server
     assert requests.get(kinto + "/v1/__heartbeat__", timeout=5).json()["oauth"] is True
 
     # The token minting shown in the banner works against Kinto.

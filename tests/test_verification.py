@@ -78,7 +78,7 @@ def test_jwt_without_kid_is_tried_against_every_key(verifier, fxa_server):
 
 def test_token_with_a_non_string_kid(verifier, fxa_server):
     token = fxa_server.mint_jwt("a" * 32, kid=None)
-    header, payload, signature = token.split(".")
+    _, payload, signature = token.split(".")
     bad = b64({"alg": "RS256", "typ": "at+JWT", "kid": 12}) + f".{payload}.{signature}"
     with pytest.raises(InvalidToken):
         verifier.verify(bad)
