@@ -13,6 +13,7 @@ from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 
 from kinto_fxa.authentication import Authenticator
+from kinto_fxa.redirects import check_authorized_domains
 from kinto_fxa.settings import FxASettings, parse_settings
 from kinto_fxa.verification import TokenVerifier, heartbeat_url
 
@@ -83,6 +84,7 @@ def includeme(config: Configurator) -> None:
 
     config.scan("kinto_fxa.views.params")
     if settings.relier_enabled:
+        check_authorized_domains(settings.authorized_domains)
         config.scan("kinto_fxa.views.relier")
     if settings.webhook_enabled:
         config.scan("kinto_fxa.views.webhook")

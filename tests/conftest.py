@@ -123,3 +123,13 @@ def make_app() -> Iterator[Callable[..., webtest.TestApp]]:
         registry = app.app.registry
         for name in ("storage", "permission", "cache"):
             getattr(registry, name).flush()
+
+
+@pytest.fixture(autouse=True)
+def fresh_openapi_description() -> Iterator[None]:
+    """Kinto builds its OpenAPI description once per process: rebuild it for each test."""
+    from kinto.core.views.openapi import openapi_view
+
+    vars(openapi_view).pop("__json__", None)
+    yield
+    vars(openapi_view).pop("__json__", None)

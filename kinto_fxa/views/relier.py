@@ -1,1 +1,419 @@
-"""Placeholder: being written."""
+"""The relier endpoints: let a web app log its users in with Firefox Accounts through Kinto.
+
+1. The app sends the browser to ``GET /v1/fxa-oauth/login?redirect=<app URL>``. Kinto checks
+   the URL against ``fxa-oauth.webapp.authorized_domains`` (:mod:`kinto_fxa.redirects`),
+   remembers it in its cache under a fresh single-use ``state`` with a PKCE verifier, binds
+   that state to the browser with a cookie, and redirects to FxA's authorization page.
+2. FxA sends the browser back to ``GET /v1/fxa-oauth/token?code=&state=`` (the client's
+   ``redirect_uri``). Kinto checks the cookie, consumes the state, trades the code (with the
+   client secret and the PKCE verifier) for an access token, and redirects the browser to
+   the app URL with the token appended (``http://app/#`` gives ``http://app/#<token>``).
+
+The state lives in Kinto's cache, so the two steps may be served by different processes
+sharing it. A browser holds one pending login at a time (one cookie, sent only to the
+token endpoint): starting another replaces it, and the earlier one can no longer finish.
+On https the cookie is ``Secure``; behind a TLS-terminating proxy set Kinto's
+``http_scheme = https``.
+
+Codes and tokens are never logged (the code is also masked in Kinto's request summary), and
+responses carrying them are neither cached nor sent as ``Referer``.
+"""
+
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import colander
+import requests
+from fxa import errors as fxa_errors
+from fxa.oauth import Client as OAuthClient
+from kinto.core import Service
+from kinto.core.cornice.validators import colander_validator
+from kinto.core.errors import ERRORS, http_error, raise_invalid
+from kinto.core.resource.schema import ErrorResponseSchema
+from pyramid import httpexceptions
+from pyramid.response import Response
+from pyramid.security import NO_PERMISSION_REQUIRED
+
+from kinto_fxa.redirects import (
+    MAX_URL_LENGTH,
+    UnauthorizedRedirect,
+    authorize_redirect,
+    authorized_patterns,
+)
+from kinto_fxa.settings import DEFAULT_CLIENT, ClientConfig, FxASettings
+from kinto_fxa.verification import PRODUCTION_OAUTH_URI, build_api_client
+
+
+logger = logging.getLogger(__name__)
+
+STATE_CACHE_PREFIX = "fxa-oauth.state:"
+STATE_COOKIE = "fxa-oauth-state"
+#: Random bytes in a state and in a cookie binding (256 bits).
+SECRET_BYTES = 32
+ACTIONS = ("signin", "signup", "email", "force_auth")
+DEFAULT_ACTION = "signin"
+REDACTED = "<redacted>"
+
+# Anchored: ``colander.Regex`` only matches a prefix. (``$`` also matches before a final
+# "\n": :func:`_printable` refuses it.) They appear in the OpenAPI description.
+# ``secrets.token_urlsafe`` characters; bounded so a state always fits a cache key.
+STATE_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+# Visible ASCII: FxA codes are hex, but no control character or NUL ever goes further.
+CODE_PATTERN = r"^[\x21-\x7e]{1,512}$"
+CLIENT_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+# What may be appended to the redirect URL: JWT (base64url and dots) or hex tokens.
+ACCESS_TOKEN_RE = re.compile(r"[A-Za-z0-9._~+/=-]{1,8192}")
+MAX_EMAIL_LENGTH = 255
+
+
+# --- Schemas ---------------------------------------------------------------------------
+
+
+def _printable(node: colander.SchemaNode, value: str) -> None:
+    """Refuse control characters (PostgreSQL refuses NUL; none belong in a parameter)."""
+    if not value.isprintable():
+        raise colander.Invalid(node, "Must not contain control characters")
+
+
+def _string(**kwargs: Any) -> colander.SchemaNode:
+    validator = kwargs.pop("validator", None)
+    validators = [_printable] if validator is None else [_printable, validator]
+    return colander.SchemaNode(colander.String(), validator=colander.All(*validators), **kwargs)
+
+
+class LoginQuerystringSchema(colander.MappingSchema):
+    redirect = _string(
+        validator=colander.Length(max=MAX_URL_LENGTH),
+        description="Web app URL (with a #) the token is appended to; its host must be "
+        "listed in fxa-oauth.webapp.authorized_domains.",
+    )
+    client = _string(
+        missing=colander.drop,
+        validator=colander.Regex(CLIENT_PATTERN, msg="Invalid client name"),
+        description="Name of a configured fxa-oauth.clients.<name> (default client if absent).",
+    )
+    action = _string(
+        missing=colander.drop,
+        validator=colander.OneOf(ACTIONS),
+        description="FxA page to show: signin (default), signup, email or force_auth.",
+    )
+    email = _string(
+        missing=colander.drop,
+        validator=colander.All(colander.Length(max=MAX_EMAIL_LENGTH), colander.Email()),
+        description="Email hint; required with action=force_auth.",
+    )
+
+
+class LoginSchema(colander.MappingSchema):
+    querystring = LoginQuerystringSchema()
+
+
+class TokenQuerystringSchema(colander.MappingSchema):
+    code = _string(
+        validator=colander.Regex(CODE_PATTERN, msg="Invalid authorization code"),
+        description="Authorization code given by FxA.",
+    )
+    state = _string(
+        validator=colander.Regex(STATE_PATTERN, msg="Invalid state"),
+        description="State given by the login endpoint, echoed by FxA.",
+    )
+
+
+class TokenSchema(colander.MappingSchema):
+    querystring = TokenQuerystringSchema()
+
+
+class RedirectHeadersSchema(colander.MappingSchema):
+    location = colander.SchemaNode(colander.String(), name="Location")
+
+
+class RedirectResponseSchema(colander.MappingSchema):
+    headers = RedirectHeadersSchema()
+
+
+def _error(description: str) -> ErrorResponseSchema:
+    return ErrorResponseSchema(description=description)
+
+
+LOGIN_RESPONSES = {
+    "302": RedirectResponseSchema(description="Redirection to the FxA sign-in page."),
+    "400": _error("Missing, unknown or unauthorized parameter."),
+}
+TOKEN_RESPONSES = {
+    "302": RedirectResponseSchema(description="Redirection to the web app, token appended."),
+    "400": _error("Malformed parameter, or FxA refused the code."),
+    "401": _error("The login was started in another browser (state cookie missing)."),
+    "408": _error("Unknown, expired or already used state: sign in again."),
+    "503": _error("FxA could not be reached or answered nonsense."),
+}
+
+
+# --- Pending logins (stored in Kinto's cache) -----------------------------------------
+
+
+@dataclass(frozen=True)
+class PendingLogin:
+    """What the token step needs from the login step, under ``fxa-oauth.state:<state>``."""
+
+    redirect: str
+    code_verifier: str
+    client: str
+    #: SHA-256 of the browser's cookie value (the cache never holds the cookie itself).
+    binding: str
+
+    @classmethod
+    def from_json(cls, data: Any) -> "PendingLogin | None":
+        """Rebuild from the cache; ``None`` for anything unexpected."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            pending = cls(**{key: data[key] for key in cls.__dataclass_fields__})
+        except KeyError:
+            return None
+        if not all(isinstance(value, str) for value in asdict(pending).values()):
+            return None
+        return pending
+
+
+def _binding_digest(cookie_value: str) -> str:
+    return hashlib.sha256(cookie_value.encode("utf-8")).hexdigest()
+
+
+def _state_key(state: str) -> str:
+    return STATE_CACHE_PREFIX + state
+
+
+# --- Helpers ---------------------------------------------------------------------------
+
+
+def _oauth_client(settings: FxASettings, client: ClientConfig) -> Any:
+    """A PyFxA client for ``client`` with a bounded timeout and no retries."""
+    server_url = settings.oauth_uri or PRODUCTION_OAUTH_URI
+    oauth = OAuthClient(
+        client_id=client.client_id,
+        client_secret=client.client_secret,
+        server_url=server_url,
+        cache=None,
+    )
+    oauth.apiclient = build_api_client(server_url, settings.request_timeout_seconds)
+    return oauth
+
+
+def _redirect(location: str) -> Response:
+    """A bodiless 302, neither cached nor leaking its URL as ``Referer``."""
+    response = Response(status=302)
+    response.location = location
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _cookie_path(request: Any) -> str:
+    # Only sent back to the token endpoint.
+    return str(request.route_path(token.name))
+
+
+def _unavailable(message: str) -> httpexceptions.HTTPException:
+    return http_error(
+        httpexceptions.HTTPServiceUnavailable(), errno=ERRORS.BACKEND, message=message
+    )
+
+
+def readable_cookies(request: Any, **kwargs: Any) -> None:
+    """A cookie that is not UTF-8 (set by another app on the domain, say) makes webob fail
+    in Kinto's colander validator: answer a 400 rather than a 500."""
+    try:
+        dict(request.cookies)
+    except UnicodeDecodeError:
+        raise_invalid(request, location="header", name="Cookie", description="Must be UTF-8")
+
+
+# --- Login -----------------------------------------------------------------------------
+
+login = Service(
+    name="fxa-oauth-login",
+    path="/fxa-oauth/login",
+    description="Start a Firefox Accounts login for a web app",
+)
+
+
+def login_validator(request: Any, **kwargs: Any) -> None:
+    """Checks that need the settings: client name, ``force_auth`` email, redirect URL."""
+    if request.errors:
+        return
+    settings: FxASettings = request.registry.fxa_settings
+    query = request.validated["querystring"]
+    name = query.get("client", DEFAULT_CLIENT)
+    if name not in settings.clients_by_name:
+        request.errors.add("querystring", "client", f"Unknown client {name!r}")
+    if query.get("action") == "force_auth" and "email" not in query:
+        request.errors.add("querystring", "email", "Required with action=force_auth")
+    try:
+        authorize_redirect(query["redirect"], authorized_patterns(settings.authorized_domains))
+    except UnauthorizedRedirect as e:
+        request.errors.add("querystring", "redirect", f"Unauthorized redirect URL: {e}")
+
+
+@login.get(
+    schema=LoginSchema(),
+    validators=(readable_cookies, colander_validator, login_validator),
+    permission=NO_PERMISSION_REQUIRED,
+    tags=["Authentication"],
+    operation_id="fxa_oauth_login",
+    response_schemas=LOGIN_RESPONSES,
+)
+def get_login(request: Any) -> Response:
+    """Redirect the browser to the FxA sign-in page; the token will go to ``redirect``."""
+    settings: FxASettings = request.registry.fxa_settings
+    query = request.validated["querystring"]
+    client = settings.clients_by_name[query.get("client", DEFAULT_CLIENT)]
+    if client.client_id is None:
+        logger.error("FxA login refused: no client_id configured for client %r", client.name)
+        raise _unavailable("Firefox Accounts login is not configured on this server.")
+
+    oauth = _oauth_client(settings, client)
+    challenge, verifier = oauth.generate_pkce_challenge()
+    state = secrets.token_urlsafe(SECRET_BYTES)
+    cookie_value = secrets.token_urlsafe(SECRET_BYTES)
+    pending = PendingLogin(
+        redirect=query["redirect"],
+        code_verifier=verifier["code_verifier"],
+        client=client.name,
+        binding=_binding_digest(cookie_value),
+    )
+    request.registry.cache.set(_state_key(state), asdict(pending), ttl=settings.state_ttl_seconds)
+
+    location = oauth.get_redirect_url(
+        state=state,
+        scope=" ".join(client.requested_scope),
+        action=query.get("action", DEFAULT_ACTION),
+        email=query.get("email"),
+        redirect_uri=client.redirect_uri,
+        **challenge,
+    )
+    response = _redirect(location)
+    response.set_cookie(
+        STATE_COOKIE,
+        cookie_value,
+        max_age=settings.state_ttl_seconds,
+        path=_cookie_path(request),
+        secure=request.scheme == "https",
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+# --- Token -----------------------------------------------------------------------------
+
+token = Service(
+    name="fxa-oauth-token",
+    path="/fxa-oauth/token",
+    description="Finish a Firefox Accounts login: trade the code, redirect to the web app",
+)
+
+
+def redact_code(request: Any, **kwargs: Any) -> None:
+    """Keep the authorization code out of Kinto's request summary log."""
+    query = dict(request.GET)
+    if "code" in query:
+        query["code"] = REDACTED
+        request.log_context(querystring=query)
+
+
+def _consume_state(request: Any, state: str, cookie_value: str) -> PendingLogin:
+    """The pending login of ``state``, if this browser started it; it is then forgotten.
+
+    A mismatching cookie does not consume the state: someone replaying a stolen callback
+    URL cannot spoil the genuine user's login. The deletion decides who consumed it.
+    """
+    cache = request.registry.cache
+    key = _state_key(state)
+    pending = PendingLogin.from_json(cache.get(key))
+    if pending is None:
+        raise _session_expired()
+    if not hmac.compare_digest(pending.binding, _binding_digest(cookie_value)):
+        raise _browser_mismatch()
+    if PendingLogin.from_json(cache.delete(key)) is None:
+        raise _session_expired()  # Another request consumed it meanwhile.
+    return pending
+
+
+def _session_expired() -> httpexceptions.HTTPException:
+    return http_error(
+        httpexceptions.HTTPRequestTimeout(),
+        errno=ERRORS.INVALID_AUTH_TOKEN,
+        message="This login expired or was already completed: please sign in again.",
+    )
+
+
+def _browser_mismatch() -> httpexceptions.HTTPException:
+    return http_error(
+        httpexceptions.HTTPUnauthorized(),
+        errno=ERRORS.INVALID_AUTH_TOKEN,
+        message="This login was not started in this browser (or its cookies are blocked): "
+        "please sign in again.",
+    )
+
+
+def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: str) -> str:
+    """Trade ``code`` for an access token.
+
+    :raises HTTPBadRequest: FxA refuses the code.
+    :raises HTTPServiceUnavailable: FxA cannot be reached or answers nonsense.
+    """
+    oauth = _oauth_client(request.registry.fxa_settings, client)
+    try:
+        answer = oauth.trade_code(code, code_verifier=code_verifier)
+    except fxa_errors.ClientError as e:
+        logger.warning("FxA refused an authorization code (errno %s: %s)", e.errno, e)
+        raise_invalid(
+            request,
+            location="querystring",
+            name="code",
+            description="Firefox Accounts refused the authorization code: please sign in again",
+        )
+    except (requests.RequestException, fxa_errors.Error) as e:
+        logger.error("Could not trade an authorization code with FxA: %r", e)
+        raise _unavailable("Firefox Accounts is unavailable: please retry later.") from e
+    finally:
+        oauth.apiclient._session.close()  # One session per trade: close its connections.
+
+    access_token = answer.get("access_token") if isinstance(answer, dict) else None
+    if not isinstance(access_token, str) or not ACCESS_TOKEN_RE.fullmatch(access_token):
+        logger.error("FxA answered an unexpected access token")
+        raise _unavailable("Firefox Accounts answered unexpectedly: please retry later.")
+    return access_token
+
+
+@token.get(
+    schema=TokenSchema(),
+    validators=(redact_code, readable_cookies, colander_validator),
+    permission=NO_PERMISSION_REQUIRED,
+    tags=["Authentication"],
+    operation_id="fxa_oauth_token",
+    response_schemas=TOKEN_RESPONSES,
+)
+def get_token(request: Any) -> Response:
+    """Trade the FxA code and redirect the browser to the web app with the token."""
+    query = request.validated["querystring"]
+    cookie_value = request.cookies.get(STATE_COOKIE)
+    if not cookie_value:
+        raise _browser_mismatch()
+    pending = _consume_state(request, query["state"], cookie_value)
+
+    settings: FxASettings = request.registry.fxa_settings
+    client = settings.clients_by_name.get(pending.client)
+    if client is None:  # The configuration changed since the login started.
+        raise _session_expired()
+    access_token = _trade_code(request, client, query["code"], pending.code_verifier)
+
+    response = _redirect(pending.redirect + access_token)
+    response.delete_cookie(STATE_COOKIE, path=_cookie_path(request))
+    return response
