@@ -32,7 +32,7 @@ test: $(INSTALL_STAMP)
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage combine -q
-	$(BIN)/coverage report --fail-under=95
+	$(BIN)/coverage report --fail-under=99
 
 lint: $(INSTALL_STAMP)
 	$(BIN)/ruff check kinto_fxa tests bench
