@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 import transaction
 
+from kinto_fxa.events import METRIC_EVENTS
 from tests.conftest import kinto_settings
 
 
@@ -18,6 +19,27 @@ NOTES_CLIENT = {
     "fxa-oauth.clients.notes.client_id": "notes-client",
     "fxa-oauth.clients.notes.required_scope": NOTES,
 }
+
+
+class RecordingMetrics:
+    """A Kinto metrics service keeping what it is told."""
+
+    def __init__(self) -> None:
+        self.counts: list[tuple[str, dict[str, Any]]] = []
+        self.timers: list[tuple[str, dict[str, Any]]] = []
+
+    def count(self, key: str, count: int = 1, unique: Any = None) -> None:
+        self.counts.append((key, dict(unique or [])))
+
+    def timer(self, key: str, value: Any = None, labels: Any = ()) -> None:
+        self.timers.append((key, dict(labels)))
+
+    def observe(self, key: str, value: Any, labels: Any = ()) -> None:
+        pass
+
+    def outcomes(self) -> list[tuple[str, str]]:
+        """``(event, outcome)`` of every account-event count."""
+        return [(c["event"], c["outcome"]) for key, c in self.counts if key == METRIC_EVENTS]
 
 
 def auth(token: str) -> dict[str, str]:

@@ -28,6 +28,7 @@ from moto.server import ThreadedMotoServer
 from kinto_fxa import cli, events, sqs
 from kinto_fxa.events import AccountEvent, Action, InvalidEvent, parse_sqs_message
 from tests._events_helpers import (
+    RecordingMetrics,
     Snapshot,
     assert_seeded_data_is_there,
     auth,
@@ -58,26 +59,6 @@ def wait_until(predicate: Callable[[], Any], what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"Timed out waiting until {what}")
         time.sleep(0.05)
-
-
-class RecordingMetrics:
-    def __init__(self):
-        self.counts = []
-        self.timers = []
-
-    def count(self, key, count=1, unique=None):
-        self.counts.append((key, dict(unique or [])))
-
-    def timer(self, key, value=None, labels=()):
-        self.timers.append((key, dict(labels)))
-
-    def observe(self, key, value, labels=()):
-        pass
-
-    def outcomes(self):
-        return [
-            (c["event"], c["outcome"]) for key, c in self.counts if key == events.METRIC_EVENTS
-        ]
 
 
 # Parsing.

@@ -16,6 +16,7 @@ from kinto_fxa.testing.fxa_server import (
 )
 from kinto_fxa.views import webhook
 from tests._events_helpers import (
+    RecordingMetrics,
     Snapshot,
     assert_seeded_data_is_there,
     auth,
@@ -26,23 +27,6 @@ from tests._events_helpers import (
 
 URL = "/v1/fxa-oauth/events"
 ENABLED = {"fxa-oauth.webhook.enabled": "true"}
-
-
-class RecordingMetrics:
-    """A Kinto metrics service keeping what it is told."""
-
-    def __init__(self):
-        self.counts = []
-        self.timers = []
-
-    def count(self, key, count=1, unique=None):
-        self.counts.append((key, dict(unique or [])))
-
-    def timer(self, key, value=None, labels=()):
-        self.timers.append((key, dict(labels)))
-
-    def observe(self, key, value, labels=()):
-        pass
 
 
 @pytest.fixture
