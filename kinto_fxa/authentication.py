@@ -126,9 +126,7 @@ class Authenticator:
         if issued_at_ms is None:
             return False
         cutoff = self.shared.get(revocation.cutoff_key(uid))
-        return revocation.is_revoked(
-            VerifiedToken(uid=uid, client_id="", scopes=(), issued_at_ms=issued_at_ms), cutoff
-        )
+        return revocation.is_revoked(issued_at_ms, cutoff)
 
     def _remember_locally(self, digest: str, identity: Identity | None, now: float) -> None:
         if identity is None:

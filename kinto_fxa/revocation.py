@@ -8,8 +8,6 @@ in-process cache.
 
 from typing import Any
 
-from kinto_fxa.verification import VerifiedToken
-
 
 def cutoff_key(uid: str) -> str:
     return f"fxa-oauth.revoked-before:{uid}"
@@ -28,9 +26,9 @@ def record_cutoff(cache: Any, uid: str, changed_at_ms: int, ttl: int) -> int:
     return int(changed_at_ms)
 
 
-def is_revoked(token: VerifiedToken, cutoff_ms: Any) -> bool:
+def is_revoked(issued_at_ms: int | None, cutoff_ms: Any) -> bool:
     """A token stamped at or after the cutoff stays valid; one of unknown age does too
     (FxA itself refuses such opaque tokens once the password changed)."""
-    if not isinstance(cutoff_ms, int) or token.issued_at_ms is None:
+    if not isinstance(cutoff_ms, int) or issued_at_ms is None:
         return False
-    return token.issued_at_ms < cutoff_ms
+    return issued_at_ms < cutoff_ms
