@@ -26,7 +26,6 @@ from kinto_fxa.testing.postgresql import DEFAULT_ADMIN_URL, temporary_database
 
 BASIC = "Basic " + base64.b64encode(b"bench:secret").decode()
 READ_PATH = "/v1/buckets/bench/collections/bench/records"
-NOTES = "https://identity.mozilla.com/apps/notes"
 
 
 def backend_settings(postgresql_url: str | None) -> dict[str, str]:
@@ -47,7 +46,9 @@ def backend_settings(postgresql_url: str | None) -> dict[str, str]:
     }
 
 
-def make_app(fxa: LocalFxAServer, postgresql_url: str | None = None, clients: int = 1) -> Any:
+def make_app(fxa: LocalFxAServer, postgresql_url: str | None = None, clients: int = 0) -> Any:
+    """A Kinto app; with ``clients``, that many named clients configured as kinto-fxa 2.x
+    documents them (``required_scope = profile app-<i>``), among which tokens are routed."""
     settings: dict[str, str] = {
         **backend_settings(postgresql_url),
         "includes": "kinto_fxa",
@@ -58,9 +59,9 @@ def make_app(fxa: LocalFxAServer, postgresql_url: str | None = None, clients: in
         "fxa-oauth.oauth_uri": fxa.oauth_uri,
         "fxa-oauth.client_id": "kinto-client",
     }
-    for i in range(1, clients):
+    for i in range(clients):
         settings[f"fxa-oauth.clients.app{i}.client_id"] = f"app{i}"
-        settings[f"fxa-oauth.clients.app{i}.required_scope"] = f"{NOTES}{i}"
+        settings[f"fxa-oauth.clients.app{i}.required_scope"] = f"profile app-{i}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         app = kinto.main({}, **settings)
@@ -142,8 +143,8 @@ def warm_reads(app: Any, fxa: LocalFxAServer, rounds: int, label: str) -> None:
     report("FxA calls during the run", str(fxa.calls.total()), "target 0")
 
 
-def distinct_tokens(fxa: LocalFxAServer, count: int) -> list[str]:
-    return [fxa.mint_jwt(fxa.uid_for(f"user{i}@example.com")) for i in range(count)]
+def distinct_tokens(fxa: LocalFxAServer, count: int, scope: str = "profile") -> list[str]:
+    return [fxa.mint_jwt(fxa.uid_for(f"user{i}@example.com"), scope=scope) for i in range(count)]
 
 
 def fxa_calls_for_distinct_tokens(fxa: LocalFxAServer, count: int) -> None:
@@ -205,16 +206,17 @@ def bad_token(fxa: LocalFxAServer, repeat: int) -> None:
 
 def many_clients(fxa: LocalFxAServer, rounds: int) -> None:
     one, ten = make_app(fxa, clients=1), make_app(fxa, clients=10)
+    scope = "profile app-0"  # Routed to the same client in both.
     for app in (one, ten):
-        call(app, READ_PATH, bearer(fxa.mint_jwt(fxa.uid_for("first@example.com"))))
+        call(app, READ_PATH, bearer(fxa.mint_jwt(fxa.uid_for("first@example.com"), scope=scope)))
     # Cold: alternate apps token by token.
-    fresh = iter(distinct_tokens(fxa, 2 * rounds))
+    fresh = iter(distinct_tokens(fxa, 2 * rounds, scope))
     cold_one, cold_ten = interleaved(
         rounds,
         lambda: call(one, READ_PATH, bearer(next(fresh))),
         lambda: call(ten, READ_PATH, bearer(next(fresh))),
     )
-    token = fxa.mint_jwt(fxa.uid_for("warm@example.com"))
+    token = fxa.mint_jwt(fxa.uid_for("warm@example.com"), scope=scope)
     for _ in range(50):
         call(one, READ_PATH, bearer(token))
         call(ten, READ_PATH, bearer(token))

@@ -4,6 +4,7 @@ Enable it with ``kinto.includes = kinto_fxa`` and the
 :class:`kinto_fxa.authentication.FxAOAuthAuthenticationPolicy` multiauth policy.
 """
 
+import logging
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -12,8 +13,10 @@ from kinto.core.openapi import OpenAPI
 from pyramid.config import Configurator
 from pyramid.exceptions import ConfigurationError
 
+from kinto_fxa import metrics
 from kinto_fxa.authentication import Authenticator
 from kinto_fxa.redirects import check_authorized_domains
+from kinto_fxa.revocation import Revocations
 from kinto_fxa.settings import FxASettings, parse_settings
 from kinto_fxa.verification import TokenVerifier, heartbeat_url
 
@@ -24,6 +27,8 @@ except PackageNotFoundError:  # pragma: no cover (running from a source tree)
     __version__ = "0.0.0"
 
 CAPABILITY_URL = "https://github.com/Kinto/kinto-fxa"
+
+logger = logging.getLogger(__name__)
 
 
 def fxa_heartbeat(settings: FxASettings) -> Any:
@@ -61,7 +66,18 @@ def includeme(config: Configurator) -> None:
         jwks_refresh_interval=settings.jwks_refresh_interval_seconds,
     )
     registry.fxa_verifier = verifier
-    registry.fxa_authenticator = Authenticator(settings, verifier, registry.cache)
+    registry.fxa_revocations = Revocations(
+        registry.storage, settings.revocation_bound_seconds, settings.local_cache_size
+    )
+    registry.fxa_authenticator = Authenticator(
+        settings,
+        verifier,
+        registry.cache,
+        registry.fxa_revocations,
+        metrics.for_registry(registry),
+    )
+    for warning in settings.exposure_warnings():
+        logger.warning(warning)
 
     registry.heartbeats["oauth"] = fxa_heartbeat(settings)
 

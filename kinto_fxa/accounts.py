@@ -21,7 +21,6 @@ from kinto.core.storage.exceptions import ObjectNotFoundError
 from kinto.core.utils import COMPARISON
 from kinto.plugins.default_bucket import default_bucket_id
 
-from kinto_fxa import revocation
 from kinto_fxa.settings import FxASettings
 
 
@@ -186,7 +185,7 @@ def delete_user_data(registry: Any, uid: str, now_ms: int | None = None) -> Dele
     settings: FxASettings = registry.fxa_settings
     storage, permission = registry.storage, registry.permission
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    revocation.record_cutoff(registry.cache, uid, now_ms, settings.revocation_ttl_seconds)
+    registry.fxa_revocations.record(uid, now_ms)
 
     report = DeletionReport(uid=uid, user_ids=settings.user_ids(uid))
     principals = list(report.user_ids)
@@ -208,15 +207,13 @@ def delete_user_data(registry: Any, uid: str, now_ms: int | None = None) -> Dele
 
 def revoke_tokens_before(registry: Any, uid: str, changed_at_ms: int) -> int:
     """After a password change or reset at ``changed_at_ms``, refuse ``uid``'s tokens
-    issued earlier (within ``cache_ttl_seconds``, the longest a verification is cached).
+    issued earlier (in every process within ``FxASettings.revocation_bound_seconds``; at
+    once in this one).
 
     :returns: the cutoff now in force (an older event never lowers it).
     :raises InvalidUid: if ``uid`` does not look like an FxA uid.
     """
     check_uid(uid)
-    settings: FxASettings = registry.fxa_settings
-    cutoff = revocation.record_cutoff(
-        registry.cache, uid, changed_at_ms, settings.revocation_ttl_seconds
-    )
+    cutoff: int = registry.fxa_revocations.record(uid, changed_at_ms)
     logger.info("FxA user %s changed password: tokens issued before %s refused", uid, cutoff)
     return cutoff

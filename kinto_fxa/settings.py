@@ -31,21 +31,31 @@ DEFAULTS: dict[str, Any] = {
     "required_scope": "profile",
     "cache_ttl_seconds": 300,
     "negative_cache_ttl_seconds": 60,
-    "local_cache_ttl_seconds": 30,
+    "local_cache_ttl_seconds": 10,
     "local_cache_size": 10000,
     "state.ttl_seconds": 3600,
     "heartbeat_timeout_seconds": 3,
     "request_timeout_seconds": 5,
     "jwks": None,
     "jwks_refresh_interval_seconds": 60,
-    "revocation_ttl_seconds": 30 * 24 * 3600,
     "relier.enabled": True,
+    "accept_top_level_tokens": False,
     "webapp.authorized_domains": "",
     "webhook.enabled": False,
     "webhook.issuer": DEFAULT_WEBHOOK_ISSUER,
 }
 
-CLIENT_KEYS = ("client_id", "client_secret", "requested_scope", "required_scope", "redirect_uri")
+CLIENT_KEYS = (
+    "client_id",
+    "client_secret",
+    "requested_scope",
+    "required_scope",
+    "redirect_uri",
+    "allowed_client_ids",
+)
+#: Scopes FxA grants to any client that asks: requiring only these lets any FxA relying
+#: service replay its users' tokens here, unless ``allowed_client_ids`` restricts them.
+OPEN_SCOPES = ("profile", "email", "openid")
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,8 @@ class ClientConfig:
     requested_scope: tuple[str, ...]
     required_scope: tuple[str, ...]
     redirect_uri: str | None = None
+    #: FxA client ids whose tokens this config accepts; empty: any client.
+    allowed_client_ids: tuple[str, ...] = ()
 
     @property
     def is_default(self) -> bool:
@@ -74,6 +86,17 @@ class ClientConfig:
     def accepts(self, scopes: list[str]) -> bool:
         """Whether a token granting ``scopes`` satisfies this client's required scope."""
         return scope_matches(scopes, list(self.required_scope))
+
+    def admits(self, client_id: str) -> bool:
+        """Whether tokens issued to FxA client ``client_id`` may be routed here."""
+        return not self.allowed_client_ids or client_id in self.allowed_client_ids
+
+    @property
+    def open_to_any_client(self) -> bool:
+        """Whether any FxA client's token can satisfy this config (see :data:`OPEN_SCOPES`)."""
+        if self.allowed_client_ids:
+            return False
+        return all(scope.split(":")[0] in OPEN_SCOPES for scope in self.required_scope)
 
 
 @dataclass(frozen=True)
@@ -90,8 +113,8 @@ class FxASettings:
     request_timeout_seconds: float
     jwks: tuple[dict[str, Any], ...] | None
     jwks_refresh_interval_seconds: int
-    revocation_ttl_seconds: int
     relier_enabled: bool
+    accept_top_level_tokens: bool
     authorized_domains: tuple[str, ...]
     webhook_enabled: bool
     webhook_issuer: str
@@ -117,9 +140,47 @@ class FxASettings:
         """The multiauth name of the (first) FxA policy, the prefix of user ids."""
         return self.policy_names[0]
 
+    @property
+    def routed_clients(self) -> tuple[ClientConfig, ...]:
+        """The clients tokens are routed among.
+
+        As in kinto-fxa 2.x: the named ``clients.<name>`` when there are any, else the
+        top-level one. ``accept_top_level_tokens`` adds the top-level one to named clients.
+        """
+        if not self.extra_clients:
+            return (self.default_client,)
+        if self.accept_top_level_tokens:
+            return self.clients
+        return self.extra_clients
+
+    @property
+    def shares_person_principal(self) -> bool:
+        """Whether a token of a named client also gets ``<policy>:<uid>`` as principal.
+
+        Not when top-level tokens are accepted too: ``<policy>:<uid>`` is then the user id
+        of the top-level app, and an app's token must not act as that user.
+        """
+        return not self.accept_top_level_tokens
+
+    @property
+    def revocation_bound_seconds(self) -> int:
+        """The longest a process may go on accepting a token revoked elsewhere."""
+        return min(self.local_cache_ttl_seconds, self.cache_ttl_seconds)
+
     def route(self, scopes: list[str]) -> list[ClientConfig]:
-        """The client configs whose required scope a token granting ``scopes`` satisfies."""
-        return [c for c in self.clients if c.accepts(scopes)]
+        """The routed clients whose required scope a token granting ``scopes`` satisfies."""
+        return [c for c in self.routed_clients if c.accepts(scopes)]
+
+    def exposure_warnings(self) -> list[str]:
+        """What in this configuration lets tokens issued to other services in."""
+        return [
+            f"Client {c.name!r} requires only {' '.join(c.required_scope)!r}, which FxA grants "
+            "to every client: tokens issued to any FxA relying service are accepted. Set "
+            f"{PREFIX}{'' if c.is_default else f'clients.{c.name}.'}allowed_client_ids to "
+            "the client ids of your apps."
+            for c in self.routed_clients
+            if c.open_to_any_client
+        ]
 
     def user_ids(self, uid: str) -> list[str]:
         """Every prefixed Kinto user id FxA user ``uid`` can have on this server."""
@@ -207,6 +268,7 @@ def _client(settings: Mapping[str, Any], prefix: str, name: str) -> ClientConfig
         requested_scope=requested or required,
         required_scope=required,
         redirect_uri=_as_url(get("redirect_uri"), f"{PREFIX}{prefix}redirect_uri"),
+        allowed_client_ids=tuple(aslist(get("allowed_client_ids", "") or "")),
     )
 
 
@@ -231,14 +293,27 @@ def _extra_clients(settings: Mapping[str, Any]) -> tuple[ClientConfig, ...]:
     return tuple(_client(settings, f"clients.{name}.", name) for name in sorted(names))
 
 
-def _check_routing(clients: tuple[ClientConfig, ...]) -> None:
-    # Two clients whose required scopes imply each other could never be told apart.
+def _check_routing(settings: FxASettings) -> None:
+    """Refuse configurations where some token could be routed to two clients."""
+    clients = settings.routed_clients
     for i, a in enumerate(clients):
         for b in clients[i + 1 :]:
             if set(a.required_scope) == set(b.required_scope):
                 raise ConfigurationError(
                     f"Clients {a.name!r} and {b.name!r} require the same scope "
                     f"{' '.join(a.required_scope)!r}: tokens could not be routed"
+                )
+    if settings.accept_top_level_tokens and settings.extra_clients:
+        top = settings.default_client
+        for named in settings.extra_clients:
+            # A token granting a named client's scopes would also satisfy the top-level one
+            # (or the reverse): it could be read as either user.
+            if named.accepts(list(top.required_scope)) or top.accepts(list(named.required_scope)):
+                raise ConfigurationError(
+                    f"{PREFIX}accept_top_level_tokens: the top-level required scope "
+                    f"{' '.join(top.required_scope)!r} and client {named.name!r}'s "
+                    f"{' '.join(named.required_scope)!r} imply each other, so tokens could "
+                    "not be routed: require disjoint scopes"
                 )
 
 
@@ -272,9 +347,8 @@ def parse_settings(raw_settings: Mapping[str, Any]) -> FxASettings:
 
     default_client = _client(settings, "", DEFAULT_CLIENT)
     extra_clients = _extra_clients(settings)
-    _check_routing((default_client, *extra_clients))
 
-    return FxASettings(
+    parsed = FxASettings(
         oauth_uri=_as_url(settings["oauth_uri"], _setting_name("oauth_uri")),
         default_client=default_client,
         extra_clients=extra_clients,
@@ -287,11 +361,13 @@ def parse_settings(raw_settings: Mapping[str, Any]) -> FxASettings:
         request_timeout_seconds=_as_float(settings, "request_timeout_seconds"),
         jwks=_parse_jwks(settings["jwks"]),
         jwks_refresh_interval_seconds=_as_int(settings, "jwks_refresh_interval_seconds"),
-        revocation_ttl_seconds=_as_int(settings, "revocation_ttl_seconds", minimum=1),
         relier_enabled=asbool(settings["relier.enabled"]),
+        accept_top_level_tokens=asbool(settings["accept_top_level_tokens"]),
         authorized_domains=tuple(aslist(settings["webapp.authorized_domains"] or "")),
         webhook_enabled=asbool(settings["webhook.enabled"]),
         webhook_issuer=str(settings["webhook.issuer"]).strip(),
         policy_names=_policy_names(raw_settings),
         userid_hmac_secret=str(raw_settings.get("userid_hmac_secret", "") or ""),
     )
+    _check_routing(parsed)
+    return parsed

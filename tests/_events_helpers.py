@@ -8,6 +8,7 @@ from typing import Any
 import sqlalchemy as sa
 import transaction
 
+from kinto_fxa import revocation
 from kinto_fxa.events import METRIC_EVENTS
 from tests.conftest import kinto_settings
 
@@ -47,7 +48,8 @@ def auth(token: str) -> dict[str, str]:
 
 
 def events_settings(oauth_uri: str, backend: dict[str, str], **extra: Any) -> dict[str, Any]:
-    """A Kinto with kinto-fxa, the default bucket plugin and a second client ``notes``.
+    """A Kinto with kinto-fxa, the default bucket plugin, top-level tokens and a second
+    client ``notes``.
 
     ``local_cache_ttl_seconds = 0``: a revoked token is refused on the very next request.
     """
@@ -55,7 +57,7 @@ def events_settings(oauth_uri: str, backend: dict[str, str], **extra: Any) -> di
         oauth_uri,
         **backend,
         **NOTES_CLIENT,
-        **{"fxa-oauth.local_cache_ttl_seconds": 0},
+        **{"fxa-oauth.local_cache_ttl_seconds": 0, "fxa-oauth.accept_top_level_tokens": True},
         **extra,
     )
 
@@ -173,17 +175,29 @@ def _rows(client: Any, query: str) -> list[Any]:
 
 
 def dump_objects(registry: Any) -> Objects:
-    """Every stored object as ``(parent_id, resource_name, id, is_tombstone)``."""
+    """Every stored object as ``(parent_id, resource_name, id, is_tombstone)``, but for
+    kinto-fxa's own revocation cutoffs (a deletion adds one: see :func:`cutoffs`)."""
     storage = registry.storage
+    found: Objects = set()
     if hasattr(storage, "_store"):  # Memory backend.
-        found: Objects = set()
         for deleted, area in ((False, storage._store), (True, storage._cemetery)):
             for parent_id, resources in area.items():
                 for resource_name, objects in resources.items():
                     found |= {(parent_id, resource_name, oid, deleted) for oid in objects}
-        return found
-    rows = _rows(storage.client, "SELECT parent_id, resource_name, id, deleted FROM objects")
-    return {(r.parent_id, r.resource_name, r.id, bool(r.deleted)) for r in rows}
+    else:
+        rows = _rows(storage.client, "SELECT parent_id, resource_name, id, deleted FROM objects")
+        found = {(r.parent_id, r.resource_name, r.id, bool(r.deleted)) for r in rows}
+    return {o for o in found if o[1] != revocation.RESOURCE_NAME}
+
+
+def cutoffs(registry: Any) -> set[str]:
+    """The uids that have a revocation cutoff in storage."""
+    return {
+        obj["id"]
+        for obj in registry.storage.list_all(
+            resource_name=revocation.RESOURCE_NAME, parent_id=revocation.PARENT_ID
+        )
+    }
 
 
 def dump_acl(registry: Any) -> ACL:

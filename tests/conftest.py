@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import webtest
 
+from tests.helpers import kinto_processes  # noqa: F401  (a fixture)
+
 
 ADMIN_URL = os.environ.get("KINTO_FXA_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRESQL = os.environ.get("KINTO_FXA_REQUIRE_POSTGRESQL", "") not in ("", "0")

@@ -56,6 +56,8 @@ def relier_settings(oauth_uri: str | None, **extra: Any) -> dict[str, Any]:
             "fxa-oauth.clients.notes.client_id": PUBLIC_ID,
             "fxa-oauth.clients.notes.required_scope": NOTES,
             "fxa-oauth.clients.notes.redirect_uri": TOKEN_URL,
+            # Tokens of the top-level client are accepted next to ``notes``'.
+            "fxa-oauth.accept_top_level_tokens": "true",
             **extra,
         },
     )

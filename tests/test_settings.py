@@ -78,7 +78,9 @@ def test_extra_clients_and_user_ids():
     assert s.client_ids == {"notes-id"}
     assert s.user_ids("u1") == ["fxa:u1", "fxa:u1-lockbox", "fxa:u1-notes"]
     assert [c.name for c in s.route([NOTES])] == ["notes"]
-    assert [c.name for c in s.route(["profile", NOTES])] == ["default", "notes"]
+    # Named clients only, as in kinto-fxa 2.x: the top-level scope routes nothing.
+    assert [c.name for c in s.route(["profile", NOTES])] == ["notes"]
+    assert s.route(["profile"]) == []
     assert s.route(["other"]) == []
 
 
@@ -115,8 +117,11 @@ def test_static_jwks_accepted_as_jwks_object_or_list():
         ({"fxa-oauth.oauth_uri": "ftp://fxa.example.com"}, "fxa-oauth.oauth_uri"),
         ({"fxa-oauth.required_scope": ""}, "fxa-oauth.required_scope must not be empty"),
         (
-            {"fxa-oauth.clients.notes.required_scope": "profile"},
-            "Clients 'default' and 'notes' require the same scope",
+            {
+                "fxa-oauth.clients.notes.required_scope": "profile notes",
+                "fxa-oauth.clients.todo.required_scope": "notes profile",
+            },
+            "Clients 'notes' and 'todo' require the same scope",
         ),
         (
             {

@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from kinto_fxa.cache import LocalCache, SafeCache
 from kinto_fxa.verification import (
     FxAUnavailable,
     InvalidToken,
@@ -104,19 +103,6 @@ def test_keys_fetched_meanwhile_are_not_fetched_again(verifier, fxa_server):
     assert fxa_server.calls["/v1/jwks"] == 1
 
 
-def test_record_cutoff_never_lowers_it():
-    from kinto_fxa.revocation import record_cutoff
-
-    class Cache(dict):
-        def set(self, key, value, ttl):
-            self[key] = value
-
-    cache = Cache()
-    assert record_cutoff(cache, "u", 2000, ttl=60) == 2000
-    assert record_cutoff(cache, "u", 1000, ttl=60) == 2000
-    assert record_cutoff(cache, "u", 3000, ttl=60) == 3000
-
-
 def test_unusable_jwks_answer_is_unavailable(verifier, fxa_server):
     fxa_server.fail("malformed", endpoints=("/v1/jwks",))
     with pytest.raises(FxAUnavailable, match="JWKS"):
@@ -147,34 +133,3 @@ def test_heartbeat_url_is_at_the_server_root(uri):
 @pytest.mark.parametrize("token", ["abc", "a.b", "a.b.c", b64({"x": 1})[:-1] + ".b.c", "W10.b.c"])
 def test_unverified_segment_of_non_jwts(token):
     assert unverified_segment(token, 0) is None
-
-
-class TestLocalCache:
-    def test_expired_entries_are_gone(self):
-        cache = LocalCache(10)
-        cache.set("a", 1, time.time() + 60)
-        cache.set("b", 2, time.time() - 1)  # Already expired: not even stored.
-        assert (cache.get("a"), cache.get("b"), len(cache)) == (1, None, 1)
-        cache._entries["a"] = (time.time() - 1, 1)
-        assert cache.get("a") is None
-        assert len(cache) == 0
-
-    def test_bounded_oldest_first(self):
-        cache = LocalCache(2)
-        for key in "abc":
-            cache.set(key, key, time.time() + 60)
-        assert [cache.get(k) for k in "abc"] == [None, "b", "c"]
-
-    def test_size_zero_disables_it(self):
-        cache = LocalCache(0)
-        cache.set("a", 1, time.time() + 60)
-        assert cache.get("a") is None
-
-
-class TestSafeCache:
-    def test_non_positive_ttl_is_not_written(self):
-        class Backend:
-            def set(self, *args):
-                raise AssertionError("must not be called")
-
-        SafeCache(Backend()).set("k", "v", 0)
