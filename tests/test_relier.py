@@ -473,6 +473,26 @@ class TestState:
         memory_app.app.registry.cache.set(key, stored, 60)
         finish(memory_app, callback, status=408)
 
+    def test_reloading_the_callback_after_success_says_completed(self, app: webtest.TestApp):
+        callback = sign_in(app)
+        finish(app, callback)  # Deletes the cookie.
+        assert STATE_COOKIE not in app.cookies
+        response = finish(app, callback, status=408)
+        assert "already completed" in response.json["message"]
+
+    def test_an_unknown_state_without_cookie_says_expired(self, app: webtest.TestApp, fxa_server):
+        response = app.get(TOKEN_PATH, params={"code": "a" * 64, "state": "b" * 43}, status=408)
+        assert "sign in again" in response.json["message"]
+        assert fxa_server.calls["/v1/token"] == 0
+
+    def test_state_and_cookie_expired_together(self, app: webtest.TestApp, fxa_server):
+        callback = sign_in(app)
+        app.app.registry.cache.expire(STATE_CACHE_PREFIX + callback_params(callback)["state"], -1)
+        app.reset()  # The browser dropped the expired cookie.
+        response = finish(app, callback, status=408)
+        assert "expired" in response.json["message"]
+        assert fxa_server.calls["/v1/token"] == 0
+
     def test_a_client_removed_since_login_is_refused(self, memory_app: webtest.TestApp):
         callback = sign_in(memory_app)
         cache = memory_app.app.registry.cache

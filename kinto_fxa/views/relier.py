@@ -147,7 +147,7 @@ LOGIN_RESPONSES = {
 TOKEN_RESPONSES = {
     "302": RedirectResponseSchema(description="Redirection to the web app, token appended."),
     "400": _error("Malformed parameter, or FxA refused the code."),
-    "401": _error("The login was started in another browser (state cookie missing)."),
+    "401": _error("A live login started in another browser (state cookie missing or wrong)."),
     "408": _error("Unknown, expired or already used state: sign in again."),
     "503": _error("FxA could not be reached or answered nonsense."),
 }
@@ -327,18 +327,21 @@ def redact_code(request: Any, **kwargs: Any) -> None:
         request.log_context(querystring=query)
 
 
-def _consume_state(request: Any, state: str, cookie_value: str) -> PendingLogin:
+def _consume_state(request: Any, state: str, cookie_value: str | None) -> PendingLogin:
     """The pending login of ``state``, if this browser started it; it is then forgotten.
 
-    A mismatching cookie does not consume the state: someone replaying a stolen callback
-    URL cannot spoil the genuine user's login. The deletion decides who consumed it.
+    The state is looked up first, so that a reload of the callback after success (the
+    cookie was just deleted) or a login whose state and cookie expired together is told
+    "expired or completed" (408), not "another browser" (401). A missing or mismatching
+    cookie does not consume the state: someone replaying a stolen callback URL cannot spoil
+    the genuine user's login. The deletion decides who consumed it.
     """
     cache = request.registry.cache
     key = _state_key(state)
     pending = PendingLogin.from_json(cache.get(key))
     if pending is None:
         raise _session_expired()
-    if not hmac.compare_digest(pending.binding, _binding_digest(cookie_value)):
+    if not cookie_value or not hmac.compare_digest(pending.binding, _binding_digest(cookie_value)):
         raise _browser_mismatch()
     if PendingLogin.from_json(cache.delete(key)) is None:
         raise _session_expired()  # Another request consumed it meanwhile.
@@ -403,10 +406,7 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
 def get_token(request: Any) -> Response:
     """Trade the FxA code and redirect the browser to the web app with the token."""
     query = request.validated["querystring"]
-    cookie_value = request.cookies.get(STATE_COOKIE)
-    if not cookie_value:
-        raise _browser_mismatch()
-    pending = _consume_state(request, query["state"], cookie_value)
+    pending = _consume_state(request, query["state"], request.cookies.get(STATE_COOKIE))
 
     settings: FxASettings = request.registry.fxa_settings
     client = settings.clients_by_name.get(pending.client)
