@@ -39,6 +39,7 @@ from pyramid import httpexceptions
 from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 
+from kinto_fxa import metrics
 from kinto_fxa.redirects import (
     MAX_URL_LENGTH,
     UnauthorizedRedirect,
@@ -225,6 +226,23 @@ def _unavailable(message: str) -> httpexceptions.HTTPException:
     )
 
 
+def count_responses(endpoint: str) -> Any:
+    """A validator, first of its service's, counting the response of ``endpoint``
+    (:data:`kinto_fxa.metrics.RELIER_RESPONSES`) whatever produces it: the view, a validation
+    error or an HTTP error raised anywhere, as a response callback sees them all. Only these
+    services pay for it."""
+
+    def count(request: Any, response: Any) -> None:
+        metrics.for_registry(request.registry).count(
+            metrics.RELIER_RESPONSES, endpoint=endpoint, status=str(response.status_code)
+        )
+
+    def validator(request: Any, **kwargs: Any) -> None:
+        request.add_response_callback(count)
+
+    return validator
+
+
 def readable_cookies(request: Any, **kwargs: Any) -> None:
     """A cookie that is not UTF-8 (set by another app on the domain, say) makes webob fail
     in Kinto's colander validator: answer a 400 rather than a 500."""
@@ -240,6 +258,7 @@ login = Service(
     name="fxa-oauth-login",
     path="/fxa-oauth/login",
     description="Start a Firefox Accounts login for a web app",
+    validators=(count_responses("login"),),
 )
 
 
@@ -316,6 +335,7 @@ token = Service(
     name="fxa-oauth-token",
     path="/fxa-oauth/token",
     description="Finish a Firefox Accounts login: trade the code, redirect to the web app",
+    validators=(count_responses("token"),),
 )
 
 
