@@ -10,6 +10,9 @@ They skip, loudly, when no server answers, unless ``KINTO_FXA_REQUIRE_POSTGRESQL
 """
 
 import os
+import shutil
+import socket
+import subprocess
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,7 +20,7 @@ from typing import Any
 import pytest
 import webtest
 
-from tests.helpers import kinto_processes  # noqa: F401  (a fixture)
+from tests.helpers import free_port, kinto_processes, wait_until  # noqa: F401  (a fixture)
 
 
 ADMIN_URL = os.environ.get("KINTO_FXA_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -47,10 +50,79 @@ def postgresql_url() -> Iterator[str]:
         database.__exit__(None, None, None)
 
 
+REQUIRE_MEMCACHED = os.environ.get("KINTO_FXA_REQUIRE_MEMCACHED", "") not in ("", "0")
+MEMCACHED = shutil.which("memcached") or "/usr/bin/memcached"
+_memcached_skip_reason: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def memcached_hosts() -> Iterator[str]:
+    """``host:port`` of a memcached server (Debian's ``memcached``) started for the test
+    session. Skips loudly when it is not installed, unless ``KINTO_FXA_REQUIRE_MEMCACHED``
+    is set (as ``.ci/run`` does), where it fails."""
+    if not os.access(MEMCACHED, os.X_OK):
+        reason = f"memcached not installed ({MEMCACHED}): apt-get install memcached"
+        if REQUIRE_MEMCACHED:
+            pytest.fail(f"{reason} (KINTO_FXA_REQUIRE_MEMCACHED is set)")
+        _memcached_skip_reason.append(reason)
+        pytest.skip(reason)
+    port = free_port()
+    process = subprocess.Popen(
+        [MEMCACHED, "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16", "-u", "root"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lambda: _answers(port), "memcached to listen", timeout=15)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _pg_skip_reason:
         terminalreporter.write_sep("!", "POSTGRESQL TESTS SKIPPED", red=True, bold=True)
         terminalreporter.write_line(_pg_skip_reason[0], red=True)
+    if _memcached_skip_reason:
+        terminalreporter.write_sep("!", "MEMCACHED TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(_memcached_skip_reason[0], red=True)
+    if _chromium_skip_reason:
+        terminalreporter.write_sep("!", "BROWSER TESTS SKIPPED", red=True, bold=True)
+        terminalreporter.write_line(_chromium_skip_reason[0], red=True)
+
+
+# Browser tests (tests/test_browser.py) drive this Chromium with Playwright; they skip, loudly,
+# without it, unless ``KINTO_FXA_REQUIRE_CHROMIUM`` is set (as ``.ci/run`` does).
+CHROMIUM = os.environ.get("KINTO_FXA_CHROMIUM", "/usr/bin/chromium")
+REQUIRE_CHROMIUM = os.environ.get("KINTO_FXA_REQUIRE_CHROMIUM", "") not in ("", "0")
+_chromium_skip_reason: list[str] = []
+
+
+def require_chromium() -> str:
+    """The Chromium executable for Playwright: skip (banner at the end) or fail without it."""
+    reason = None
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        reason = f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "playwright is not installed (pip install -e '.[test]')"
+    if reason is None:
+        return CHROMIUM
+    if REQUIRE_CHROMIUM:
+        pytest.fail(f"{reason} (KINTO_FXA_REQUIRE_CHROMIUM is set)")
+    _chromium_skip_reason.append(reason)
+    pytest.skip(reason)
 
 
 def backend_settings(backend: str, postgresql_url: str | None = None) -> dict[str, str]:
