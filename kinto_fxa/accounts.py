@@ -9,7 +9,6 @@ backends the storage and permission changes therefore commit or roll back togeth
 """
 
 import logging
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,13 +21,15 @@ from kinto.core.utils import COMPARISON
 from kinto.plugins.default_bucket import default_bucket_id
 
 from kinto_fxa.settings import FxASettings
+from kinto_fxa.uids import FXA_UID, is_fxa_uid
 
 
 logger = logging.getLogger(__name__)
 
-#: What an FxA uid may look like (FxA uses 32 lowercase hex digits). Anything else is
-#: refused before it reaches a principal, a cache key or the storage.
-UID_PATTERN = re.compile(r"^[0-9A-Za-z_-]{1,128}$")
+#: What an FxA uid looks like (see :mod:`kinto_fxa.uids`): 32 lowercase hex digits, the
+#: whole string. Anything else is refused before it reaches a principal, a cache key or the
+#: storage: ``<uid>-notes`` is another client's user id of the same person.
+UID_PATTERN = FXA_UID
 
 #: Page size when listing the groups of a bucket.
 PAGE_SIZE = 1000
@@ -39,11 +40,11 @@ class InvalidUid(ValueError):
 
 
 def check_uid(uid: Any) -> str:
-    """``uid`` if it looks like an FxA uid.
+    """``uid`` if it is exactly an FxA uid (32 lowercase hex digits).
 
     :raises InvalidUid: otherwise.
     """
-    if not isinstance(uid, str) or not UID_PATTERN.match(uid):
+    if not is_fxa_uid(uid):
         raise InvalidUid(f"Invalid FxA uid: {uid!r:.80}")
     return uid
 

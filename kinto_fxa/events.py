@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kinto_fxa import accounts
+from kinto_fxa.uids import is_fxa_uid
 
 
 logger = logging.getLogger(__name__)
@@ -158,10 +159,8 @@ def parse_sqs_message(body: Any) -> AccountEvent:
         raise InvalidEvent(f"Unknown event type {name!r:.80}")
 
     if action is Action.IGNORE:
-        other = message.get("uid")
-        return AccountEvent(
-            name=name, action=action, uid=other if isinstance(other, str) else None
-        )
+        other = message.get("uid")  # Only logged: kept if it is a uid, not any string.
+        return AccountEvent(name=name, action=action, uid=other if is_fxa_uid(other) else None)
     uid: str = _uid(message.get("uid"))
     if action is Action.DELETE:
         return AccountEvent(name=name, action=action, uid=uid)

@@ -43,6 +43,26 @@ class RecordingMetrics:
         return [(c["event"], c["outcome"]) for key, c in self.counts if key == METRIC_EVENTS]
 
 
+class FakeSQS:
+    """The SQS client calls :meth:`kinto_fxa.sqs.Consumer.process` makes, recorded."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> None:
+        self.deleted.append(ReceiptHandle)
+
+
+def sqs_message(body: Any, handle: str = "handle") -> dict[str, Any]:
+    """An SQS message as boto3's ``receive_message`` hands it out."""
+    return {
+        "MessageId": "message-" + handle,
+        "ReceiptHandle": handle,
+        "Body": body,
+        "Attributes": {"ApproximateReceiveCount": "1"},
+    }
+
+
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 

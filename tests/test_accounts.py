@@ -5,6 +5,7 @@ import transaction
 
 from kinto_fxa import accounts
 from kinto_fxa.accounts import DeletionReport, delete_user_data, revoke_tokens_before
+from kinto_fxa.uids import is_fxa_uid
 from tests._events_helpers import (
     NOTES,
     Snapshot,
@@ -13,6 +14,9 @@ from tests._events_helpers import (
     events_settings,
     seed,
 )
+
+
+HEX = "0123456789abcdef0123456789abcdef"
 
 
 @pytest.fixture
@@ -187,12 +191,48 @@ class TestDeleteUserData:
         assert report.buckets == 1
         assert Snapshot.of(app.app.registry).objects == set()
 
-    @pytest.mark.parametrize("uid", ["", "a/b", "a*", "x" * 129, "é", "a\x00b", None, 42])
+    @pytest.mark.parametrize(
+        "uid",
+        [
+            "",
+            "a/b",
+            "a*",
+            "x" * 129,
+            "é",
+            "a\x00b",
+            None,
+            42,
+            HEX + "\n",  # ``re.match`` with ``$`` let a final newline through.
+            HEX + "-notes",  # Another client's user id of the same person.
+            HEX.upper(),
+            HEX[:-1],
+            HEX + "0",
+            "g" * 32,
+            "a" * 64,
+        ],
+    )
     def test_refuses_what_is_not_a_uid(self, app, uid):
         with pytest.raises(accounts.InvalidUid):
             delete_user_data(app.app.registry, uid)
         with pytest.raises(accounts.InvalidUid):
             revoke_tokens_before(app.app.registry, uid, 1)
+
+    def test_a_uid_naming_another_clients_user_deletes_nothing(self, app, fxa_server):
+        """Issue 8.3: ``<uid>-notes`` once deleted the notes data of ``<uid>``."""
+        seeded = seed(app, fxa_server)
+        before = Snapshot.of(app.app.registry)
+        for uid in (f"{seeded.alice}-notes", seeded.alice + "\n"):
+            with pytest.raises(accounts.InvalidUid), transaction.manager:
+                delete_user_data(app.app.registry, uid)
+        assert Snapshot.of(app.app.registry) == before
+        app.get(
+            "/v1/buckets/default/collections/notes/records/n1", headers=seeded.alice_notes_headers
+        )
+
+    def test_the_fixtures_mint_valid_uids(self, fxa_server):
+        for email in ("alice@example.com", "bob@example.com", "Mixed.Case@Example.COM", "é@x"):
+            assert is_fxa_uid(fxa_server.uid_for(email))
+        assert accounts.check_uid(HEX) == HEX
 
 
 class TestTransaction:

@@ -28,6 +28,7 @@ from moto.server import ThreadedMotoServer
 from kinto_fxa import cli, events, sqs
 from kinto_fxa.events import AccountEvent, Action, InvalidEvent, parse_sqs_message
 from tests._events_helpers import (
+    FakeSQS,
     RecordingMetrics,
     Snapshot,
     assert_seeded_data_is_there,
@@ -35,6 +36,7 @@ from tests._events_helpers import (
     events_settings,
     seed,
     sns,
+    sqs_message,
     write_ini,
 )
 from tests.conftest import backend_settings
@@ -105,6 +107,7 @@ class TestParseSQSMessage:
         event = parse_sqs_message(sns({"event": name, "uid": UID}))
         assert event == AccountEvent(name=name, action=Action.IGNORE, uid=UID)
         assert parse_sqs_message(sns({"event": name})).uid is None
+        assert parse_sqs_message(sns({"event": name, "uid": "x\ny"})).uid is None
 
     @pytest.mark.parametrize(
         "body",
@@ -121,6 +124,10 @@ class TestParseSQSMessage:
             sns({"event": "delete"}),
             sns({"event": "delete", "uid": "../../etc"}),
             sns({"event": "delete", "uid": "a\x00b"}),
+            sns({"event": "delete", "uid": UID + "-notes"}),  # Issue 8.3.
+            sns({"event": "delete", "uid": UID + "\n"}),
+            sns({"event": "delete", "uid": UID.upper()}),
+            sns({"event": "reset", "uid": UID + "-notes", "generation": 1}),
             sns({"event": "passwordChange", "uid": UID}),
             sns({"event": "passwordChange", "uid": UID, "generation": True}),
             sns({"event": "passwordChange", "uid": UID, "generation": "1"}),
@@ -254,6 +261,21 @@ class TestConsumer:
         assert (events.METRIC_DURATION, {"source": "sqs", "event": "delete"}) in (
             app.metrics.timers
         )
+
+    def test_a_delete_naming_another_clients_user_id_is_dropped(self, app, fxa_server):
+        """Issue 8.3: a ``delete`` for ``<uid>-notes`` deleted the notes data of ``<uid>``."""
+        seeded = seed(app, fxa_server)
+        before = Snapshot.of(app.app.registry)
+        client = FakeSQS()
+        consumer = sqs.Consumer(app.app.registry, client, "https://sqs.test/q", wait_time=0)
+        for i, uid in enumerate((f"{seeded.alice}-notes", seeded.alice + "\n")):
+            body = sns({"event": "delete", "uid": uid})
+            assert consumer.process(sqs_message(body, str(i))) == "invalid"
+
+        assert client.deleted == ["0", "1"]  # Dropped from the queue: it never becomes valid.
+        assert Snapshot.of(app.app.registry) == before
+        notes = "/v1/buckets/default/collections/notes/records/n1"
+        app.get(notes, headers=seeded.alice_notes_headers, status=200)
 
     def test_password_change_and_ignored_events(self, app, fxa_server, sqs_client, queue_url):
         uid = fxa_server.uid_for("alice@example.com")

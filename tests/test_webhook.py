@@ -262,6 +262,40 @@ class TestInvalid:
         assert resp.json["message"].startswith("Invalid Security Event Token")
 
 
+class TestOneAccount:
+    """Issue 8.3: a SET names exactly one FxA account, and is not replayable forever."""
+
+    @pytest.mark.parametrize("suffix", ["-notes", "\n"], ids=["client-user-id", "newline"])
+    def test_a_sub_naming_another_user_id_deletes_nothing(self, app, fxa_server, suffix):
+        seeded = seed(app, fxa_server)
+        before = Snapshot.of(app.app.registry)
+        token = fxa_server.mint_set(seeded.alice + suffix, {DELETE_USER: {}})
+        resp = post(app, token, status=400)
+        assert resp.json["errno"] == 107
+        assert Snapshot.of(app.app.registry) == before
+        notes = "/v1/buckets/default/collections/notes/records/n1"
+        app.get(notes, headers=seeded.alice_notes_headers, status=200)
+
+    def test_an_old_set_is_refused(self, app, fxa_server, metrics):
+        seeded = seed(app, fxa_server)
+        before = Snapshot.of(app.app.registry)
+        day_ago = int(time.time()) - webhook.MAX_AGE_SECONDS - webhook.LEEWAY_SECONDS - 60
+        resp = post(app, fxa_server.mint_set(seeded.alice, {DELETE_USER: {}}, iat=day_ago), 401)
+        assert "too old" in resp.json["message"]
+        assert Snapshot.of(app.app.registry) == before
+        labels = {"source": "webhook", "event": "invalid", "outcome": "unauthorized"}
+        assert (events.METRIC_EVENTS, labels) in metrics.counts
+
+    def test_a_recent_set_is_accepted(self, app, fxa_server):
+        uid = fxa_server.uid_for("alice@example.com")
+        hours_ago = int(time.time()) - webhook.MAX_AGE_SECONDS + 3600
+        post(app, fxa_server.mint_set(uid, {DELETE_USER: {}}, iat=hours_ago))
+
+    @pytest.mark.parametrize("iat", [True, "1", float("nan"), None])
+    def test_freshness_needs_a_number(self, iat):
+        assert not webhook._fresh(iat, time.time())
+
+
 class TestService:
     def test_fxa_unreachable_answers_503(self, app, fxa_server):
         token = fxa_server.mint_set(fxa_server.uid_for("alice@example.com"), {DELETE_USER: {}})

@@ -8,11 +8,18 @@ its ``aud`` is one of our client ids and its ``iss`` is ``fxa-oauth.webhook.issu
 The events are applied before answering, inside the request's transaction: a 200 means
 done; on any failure the broker retries, and handling again is harmless.
 
+Replays: a SET issued (``iat``) more than :data:`MAX_AGE_SECONDS` ago is refused (401), so a
+captured SET cannot be replayed forever. Within that window a replay is harmless: every
+event is idempotent (the data of a deleted account is deleted again, FxA never reuses a
+uid; a password-change cutoff never goes back), so no ``jti`` is remembered.
+
 The route does not go through Kinto's authentication: the SET is the credential.
 """
 
 import json
 import logging
+import math
+import time
 from typing import Any
 
 import jwt
@@ -31,6 +38,9 @@ logger = logging.getLogger(__name__)
 SOURCE = "webhook"
 #: Tolerated clock difference with FxA when checking ``iat``/``exp``/``nbf``, in seconds.
 LEEWAY_SECONDS = 60
+#: A SET issued longer ago than this is refused: FxA's event broker delivers within
+#: minutes and retries for hours, not days.
+MAX_AGE_SECONDS = 24 * 3600
 #: Claims a SET must carry.
 REQUIRED_CLAIMS = ("iss", "sub", "aud", "iat", "events")
 #: An access token is not an event, even though FxA signs both with the same key.
@@ -79,8 +89,18 @@ def _audience_ok(aud: Any, client_ids: set[str]) -> bool:
     return any(isinstance(a, str) and a in client_ids for a in audiences)
 
 
-def verify_set(token: str, keyset: Any, settings: FxASettings) -> dict[str, Any]:
-    """The claims of ``token`` once its signature, issuer and audience are checked.
+def _fresh(iat: Any, now: float) -> bool:
+    """Whether ``iat`` is a number of seconds at most :data:`MAX_AGE_SECONDS` ago (PyJWT
+    already refused one in the future)."""
+    if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
+        return False
+    return now - iat <= MAX_AGE_SECONDS + LEEWAY_SECONDS
+
+
+def verify_set(
+    token: str, keyset: Any, settings: FxASettings, now: float | None = None
+) -> dict[str, Any]:
+    """The claims of ``token`` once its signature, issuer, audience and age are checked.
 
     :raises UnauthorizedSET: when they are not good.
     :raises FxAUnavailable: when FxA's keys cannot be fetched.
@@ -122,6 +142,8 @@ def verify_set(token: str, keyset: Any, settings: FxASettings) -> dict[str, Any]
         raise UnauthorizedSET("The Security Event Token comes from an unexpected issuer")
     if not _audience_ok(claims.get("aud"), settings.client_ids):
         raise UnauthorizedSET("The Security Event Token is meant for another client")
+    if not _fresh(claims.get("iat"), time.time() if now is None else now):
+        raise UnauthorizedSET("The Security Event Token is too old (iat)")
     return claims
 
 
