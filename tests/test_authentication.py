@@ -371,6 +371,25 @@ class TestRevocation:
         whoami(app, fxa_server.mint_jwt(uid, iat=now))
         whoami(app, fxa_server.mint_jwt(fxa_server.uid_for("bob@example.com"), iat=now - 100))
 
+    def test_an_unreadable_cutoff_is_a_503_not_a_pass(self, make_app, fxa_server, backend):
+        from kinto.core.storage.exceptions import BackendError
+
+        app = make_app(kinto_settings(fxa_server.oauth_uri, **backend))
+        revocations = app.app.registry.fxa_revocations
+        storage = revocations._storage
+
+        class FailingStorage:
+            def get(self, **kwargs):
+                raise BackendError(message="storage down")
+
+        revocations._storage = FailingStorage()
+        token = fxa_server.mint_jwt(fxa_server.uid_for("alice@example.com"))
+        response = app.get("/v1/buckets", headers=auth(token), status=503)
+        assert response.json["errno"] == 201
+        assert "revocation" in response.json["message"]
+        revocations._storage = storage
+        app.get("/v1/buckets", headers=auth(token), status=200)
+
 
 class TestIntegration:
     def test_capability(self, app):
