@@ -6,7 +6,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -34,13 +37,18 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
     raise AssertionError(f"{url} did not answer")
 
 
-@pytest.fixture
-def dev_server(tmp_path):
+@contextmanager
+def running_dev_server(
+    tmp_path: Path, kinto_host: str = "127.0.0.1", fxa_host: str = "127.0.0.1"
+) -> Iterator[tuple[str, str, subprocess.Popen]]:
+    """``kinto-fxa dev-server`` with config/dev.ini on free ports, Kinto and FxA named
+    ``kinto_host`` and ``fxa_host``: yields their URLs and the process."""
     kinto_port, fxa_port = free_port(), free_port()
     ini = (ROOT / "config" / "dev.ini").read_text()
-    ini = ini.replace("127.0.0.1:8888", f"127.0.0.1:{kinto_port}")
+    ini = ini.replace("127.0.0.1:8888", f"{kinto_host}:{kinto_port}")
     ini = ini.replace("port = 8888", f"port = {kinto_port}")
-    ini = ini.replace("127.0.0.1:9010", f"127.0.0.1:{fxa_port}")
+    ini = ini.replace("host = 127.0.0.1", f"host = {kinto_host}")
+    ini = ini.replace("127.0.0.1:9010", f"{fxa_host}:{fxa_port}")
     path = tmp_path / "dev.ini"
     path.write_text(ini)
     process = subprocess.Popen(
@@ -49,13 +57,20 @@ def dev_server(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    kinto, fxa = f"http://127.0.0.1:{kinto_port}", f"http://127.0.0.1:{fxa_port}"
+    kinto, fxa = f"http://{kinto_host}:{kinto_port}", f"http://{fxa_host}:{fxa_port}"
     try:
-        wait_for(kinto + "/v1/", process)
+        # Polled on 127.0.0.1: where every host name resolves (tests/browser_helpers.py).
+        wait_for(f"http://127.0.0.1:{kinto_port}/v1/", process)
         yield kinto, fxa, process
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=15)
+
+
+@pytest.fixture
+def dev_server(tmp_path):
+    with running_dev_server(tmp_path) as server:
+        yield server
 
 
 def test_dev_server_serves_kinto_with_fxa_login(dev_server):
@@ -68,10 +83,14 @@ def test_dev_server_serves_kinto_with_fxa_login(dev_server):
     me = requests.get(kinto + "/v1/", headers={"Authorization": f"Bearer {token}"}, timeout=5)
     assert me.json()["user"]["id"] == f"fxa:{minted.json()['user']}"
 
-    # The demo page starts the login dance, which goes to the local FxA sign-in page.
+    # The demo page calls this Kinto; its login (back to the page) goes to the local FxA
+    # sign-in page. (tests/test_browser.py drives the page in a browser.)
     page = requests.get(kinto + "/demo/", timeout=5).text
-    login = re.search(r'href="(/v1/fxa-oauth/login\?[^"]+)"', page).group(1)
-    to_fxa = requests.get(kinto + login, allow_redirects=False, timeout=5)
+    assert f'const KINTO = "{kinto}/v1";' in page
+    redirect = quote(kinto + "/demo/#", safe="")
+    to_fxa = requests.get(
+        f"{kinto}/v1/fxa-oauth/login?redirect={redirect}", allow_redirects=False, timeout=5
+    )
     assert to_fxa.status_code == 302
     assert to_fxa.headers["Location"].startswith(f"{fxa}/v1/authorization?")
     sign_in = requests.get(to_fxa.headers["Location"], timeout=5)
