@@ -6,6 +6,7 @@
               [--queue-wait-time S] [--endpoint-url URL]
     kinto-fxa local-fxa [--host H] [--port P]
     kinto-fxa [--ini FILE] dev-server
+    kinto-fxa check-config [INI] [--online]
 
 ``--ini`` defaults to ``$KINTO_INI``, else ``config/kinto.ini``.
 
@@ -137,6 +138,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_ini_option(dev)
     dev.set_defaults(func=run_dev_server)
+
+    check_config = commands.add_parser(
+        "check-config",
+        help="Explain and check the FxA settings of a Kinto ini file, starting nothing.",
+        description=(
+            "Parse the settings as the server does and print the clients, how tokens are "
+            "routed to user ids, the cache levels and the revocation bound, and warnings for "
+            "what exposes users. Exit status: 0 fine, 1 warnings, 2 errors."
+        ),
+    )
+    check_config.add_argument(
+        "config", nargs="?", metavar="INI", help="Kinto ini file (default: the global --ini)."
+    )
+    check_config.add_argument(
+        "--online", action="store_true", help="Also reach FxA: heartbeat and JWKS, timed."
+    )
+    _add_ini_option(check_config)
+    check_config.set_defaults(func=run_check_config)
     return parser
 
 
@@ -212,6 +231,14 @@ def run_dev_server(args: argparse.Namespace) -> int:
 
     devserver.main(args.ini)
     return 0
+
+
+def run_check_config(args: argparse.Namespace) -> int:
+    from kinto_fxa import checkconfig
+
+    report = checkconfig.check(args.config or args.ini, online=args.online)
+    print(report.render(), end="")
+    return report.status
 
 
 def main(argv: Sequence[str] | None = None) -> int:
