@@ -16,7 +16,10 @@ Skipped, with a banner at the end of the run, without Chromium; failed instead w
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -71,8 +74,10 @@ def new_context(browser: Any) -> Any:
 
 
 def expect(locator: Any) -> Any:
+    """Playwright's ``expect``, waiting up to TIMEOUT_MS (its default is 5 s)."""
     from playwright.sync_api import expect as playwright_expect
 
+    playwright_expect.set_options(timeout=TIMEOUT_MS)
     return playwright_expect(locator)
 
 
@@ -342,3 +347,39 @@ def test_the_demo_page_of_the_dev_server(browser: Any, tmp_path: Path) -> None:
         ]
         assert [e.status for e in records_posts] == [201, 201]
         context.close()
+
+
+def test_without_chromium_the_browser_tests_skip_with_a_banner() -> None:
+    env = {**os.environ, "KINTO_FXA_CHROMIUM": "/nonexistent/chromium"}
+    env.pop("KINTO_FXA_REQUIRE_CHROMIUM", None)
+    test = f"{__file__}::test_round_trip_across_three_sites"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", test],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout
+    assert "1 skipped" in result.stdout
+    banner = result.stdout.split("BROWSER TESTS SKIPPED", 1)
+    assert len(banner) == 2, result.stdout
+    assert "Chromium not found at /nonexistent/chromium" in banner[1]
+
+
+def test_without_chromium_the_browser_tests_fail_when_required(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests import conftest
+
+    monkeypatch.setattr(conftest, "CHROMIUM", "/nonexistent/chromium")
+    monkeypatch.setattr(conftest, "REQUIRE_CHROMIUM", True)
+    monkeypatch.setattr(conftest, "_chromium_skip_reason", [])
+    with pytest.raises(pytest.fail.Exception, match="KINTO_FXA_REQUIRE_CHROMIUM is set"):
+        conftest.require_chromium()
+    assert conftest._chromium_skip_reason == []  # No "skipped" banner either.
+
+    monkeypatch.setattr(conftest, "REQUIRE_CHROMIUM", False)
+    with pytest.raises(pytest.skip.Exception, match="Chromium not found"):
+        conftest.require_chromium()
+    assert len(conftest._chromium_skip_reason) == 1
