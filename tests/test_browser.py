@@ -20,12 +20,13 @@ import os
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -138,11 +139,16 @@ def only(exchanges: list[Exchange], method: str, url_prefix: str) -> Exchange:
     return found[0]
 
 
+def documents_after(exchanges: list[Exchange], exchange: Exchange) -> list[Exchange]:
+    later = exchanges[exchanges.index(exchange) + 1 :]
+    return [e for e in later if e.resource_type == "document"]
+
+
 def is_expired(set_cookie: dict[str, str]) -> bool:
     if set_cookie.get("max-age") == "0":
         return True
     expires = set_cookie.get("expires")
-    return expires is not None and parsedate_to_datetime(expires).timestamp() < 1e9
+    return expires is not None and parsedate_to_datetime(expires).timestamp() < time.time()
 
 
 def test_round_trip_across_three_sites(sites: Sites, browser: Any) -> None:
@@ -189,6 +195,10 @@ def test_round_trip_across_three_sites(sites: Sites, browser: Any) -> None:
     assert authorization.query["state"] == state
     assert signed_in.response_headers["location"] == callback.url
     assert callback.response_headers["location"] == app + "/#" + token
+    # The response carrying the token is neither cached nor a Referer source.
+    assert "no-store" in callback.response_headers["cache-control"]
+    assert callback.response_headers["referrer-policy"] == "no-referrer"
+    assert "referer" not in documents_after(exchanges, callback)[0].headers
 
     # The state cookie: set by the login on the Kinto site for the token endpoint only,
     # sent back by the browser on the callback (a cross-site navigation: SameSite=Lax),
@@ -268,6 +278,11 @@ def test_callback_replayed_in_another_browser_gets_401(sites: Sites, browser: An
     assert replay is not None and replay.status == 401
     assert "not started in this browser" in json.loads(replay.text())["message"]
     assert page_b.evaluate("location.hash") == ""
+    # Nor with B's own state cookie (B started a login of its own): 401 again.
+    page_b.goto(f"{kinto}{LOGIN_PATH}?redirect={quote(app + '/#', safe='')}")
+    assert STATE_COOKIE in {c["name"] for c in context_b.cookies()}
+    replay = page_b.goto(callback_url)
+    assert replay is not None and replay.status == 401
 
     # A carries on and signs in.
     route.fulfill(response=fxa_answer)  # A's browser follows the 302 to the callback.

@@ -189,6 +189,9 @@ def test_two_users_cannot_read_each_others_default_bucket(
     with pytest.raises(KintoException) as excinfo:
         bob.get_records(bucket=alice_bucket)
     assert status_of(excinfo) == 403
+    with pytest.raises(KintoException) as excinfo:
+        bob.create_record(data={"from": "bob"}, bucket=alice_bucket)
+    assert status_of(excinfo) == 403
     assert [r["id"] for r in alice.get_records(bucket=alice_bucket)] == [record["id"]]
 
 
