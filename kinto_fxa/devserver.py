@@ -69,6 +69,7 @@ async function show() {
   if (!signedIn) return;
   try {
     const info = await kinto(KINTO + "/");
+    if (!info.user) return signOut();  // Token refused (expired, revoked): sign in again.
     $("user").textContent = info.user.id;
     const list = await kinto(RECORDS + "?_sort=last_modified");
     $("records").replaceChildren(...list.data.map((record) => {

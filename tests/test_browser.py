@@ -348,6 +348,16 @@ def test_the_demo_page_of_the_dev_server(browser: Any, tmp_path: Path) -> None:
         page.reload()
         expect(page.locator("#sign-in")).to_be_visible()
 
+        # A token Kinto refuses (expired, revoked...) is forgotten: sign in again.
+        page.evaluate("sessionStorage.setItem('token', 'refused')")
+        page.reload()
+        expect(page.locator("#sign-in")).to_be_visible()
+        wait_for(
+            page,
+            lambda: page.evaluate("sessionStorage.getItem('token')") is None,
+            "the refused token to be forgotten",
+        )
+
         # Signing in again finds the records.
         sign_in(page, kinto + "/demo", accounts, email)
         expect(page.locator("#records li")).to_have_text(["first", "<b>second</b>"])
