@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import webtest
+from fxa.oauth import Client as OAuthClient
 from kinto.plugins import prometheus
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -175,6 +176,7 @@ class TestRelierResponses:
         fxa_server.fail("down", endpoints=("/v1/token",))
         finish(app, callback, status=503)
 
+        assert counter(app, metrics.FXA_CALL_FAILURES) == {("token", "refused"): 1}
         assert counter(app, metrics.RELIER_RESPONSES) == {
             ("login", "302"): 4,
             ("login", "400"): 1,
@@ -184,6 +186,43 @@ class TestRelierResponses:
             ("token", "408"): 1,
             ("token", "503"): 1,
         }
+
+    def test_code_trades_are_timed(self, app: webtest.TestApp):
+        app.get(finish_path(sign_in(app)), status=302)
+        samples = scrape(app)
+        labels = (("endpoint", "token"),)
+        assert samples[PREFIX + metrics.FXA_CALL_DURATION + "_count"] == {labels: 1}
+        assert PREFIX + metrics.FXA_CALL_FAILURES + "_total" not in samples
+
+    @pytest.mark.parametrize(
+        ("mode", "kind"),
+        [("down", "refused"), ("slow", "timeout"), ("5xx", "5xx"), ("malformed", "malformed")],
+    )
+    def test_failed_code_trades_by_kind(
+        self, make_app: Callable[..., webtest.TestApp], fxa_server: Any, mode: str, kind: str
+    ):
+        fxa_server.register_client(CLIENT_ID, CLIENT_SECRET, TOKEN_URL)
+        settings = relier_settings(
+            fxa_server.oauth_uri, includes=INCLUDES, **{"fxa-oauth.request_timeout_seconds": 0.2}
+        )
+        app = make_app(settings)
+        callback = sign_in(app)
+        fxa_server.fail(mode, endpoints=("/v1/token",))
+        finish(app, callback, status=503)
+        assert counter(app, metrics.FXA_CALL_FAILURES) == {("token", kind): 1}
+        labels = (("endpoint", "token"),)
+        assert scrape(app)[PREFIX + metrics.FXA_CALL_DURATION + "_count"] == {labels: 1}
+
+    def test_an_unexpected_access_token_is_a_malformed_answer(
+        self, app: webtest.TestApp, monkeypatch: pytest.MonkeyPatch
+    ):
+        callback = sign_in(app)
+        monkeypatch.setattr(
+            OAuthClient, "trade_code", lambda self, *a, **kw: {"access_token": "not a token"}
+        )
+        finish(app, callback, status=503)
+        assert counter(app, metrics.FXA_CALL_FAILURES) == {("token", "malformed"): 1}
+        assert counter(app, metrics.RELIER_RESPONSES)[("token", "503")] == 1
 
     def test_a_login_that_is_not_configured_is_counted_503(
         self, make_app: Callable[..., webtest.TestApp], fxa_server: Any

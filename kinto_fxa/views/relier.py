@@ -243,6 +243,17 @@ def count_responses(endpoint: str) -> Any:
     return validator
 
 
+def _failure_kind(error: Exception) -> str:
+    """The ``kind`` label of :data:`kinto_fxa.metrics.FXA_CALL_FAILURES` for a failed trade."""
+    if isinstance(error, requests.Timeout):
+        return "timeout"
+    if isinstance(error, requests.RequestException):
+        return "refused"
+    if isinstance(error, fxa_errors.ServerError):
+        return "5xx"
+    return "malformed"
+
+
 def readable_cookies(request: Any, **kwargs: Any) -> None:
     """A cookie that is not UTF-8 (set by another app on the domain, say) makes webob fail
     in Kinto's colander validator: answer a 400 rather than a 500."""
@@ -392,8 +403,10 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
     :raises HTTPServiceUnavailable: FxA cannot be reached or answers nonsense.
     """
     oauth = _oauth_client(request.registry.fxa_settings, client)
+    metrics_ = metrics.for_registry(request.registry)
     try:
-        answer = oauth.trade_code(code, code_verifier=code_verifier)
+        with metrics_.timed(metrics.FXA_CALL_DURATION, endpoint="token"):
+            answer = oauth.trade_code(code, code_verifier=code_verifier)
     except fxa_errors.ClientError as e:
         logger.warning("FxA refused an authorization code (errno %s: %s)", e.errno, e)
         raise_invalid(
@@ -404,6 +417,7 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
         )
     except (requests.RequestException, fxa_errors.Error) as e:
         logger.error("Could not trade an authorization code with FxA: %r", e)
+        metrics_.count(metrics.FXA_CALL_FAILURES, endpoint="token", kind=_failure_kind(e))
         raise _unavailable("Firefox Accounts is unavailable: please retry later.") from e
     finally:
         oauth.apiclient._session.close()  # One session per trade: close its connections.
@@ -411,6 +425,7 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
     access_token = answer.get("access_token") if isinstance(answer, dict) else None
     if not isinstance(access_token, str) or not ACCESS_TOKEN_RE.fullmatch(access_token):
         logger.error("FxA answered an unexpected access token")
+        metrics_.count(metrics.FXA_CALL_FAILURES, endpoint="token", kind="malformed")
         raise _unavailable("Firefox Accounts answered unexpectedly: please retry later.")
     return access_token
 
