@@ -74,9 +74,14 @@ def bearer(token: str) -> dict[str, str]:
 class Client:
     """One keep-alive connection to a Kinto."""
 
-    def __init__(self, server: KintoServer) -> None:
+    def __init__(self, server: KintoServer, measure_cpu: bool = False) -> None:
+        self.server = server
         self.base = server.url
         self.session = requests.Session()
+        #: With ``measure_cpu``, the server's CPU time of each request (only meaningful
+        #: with a single client at a time).
+        self.measure_cpu = measure_cpu
+        self.last_cpu = 0.0
 
     def call(
         self,
@@ -89,9 +94,12 @@ class Client:
         """One request; returns its duration in seconds (until the body is read)."""
         if body is not None:
             headers = {**headers, "Content-Type": "application/json"}
+        cpu_before = self.server.cpu_seconds() if self.measure_cpu else 0.0
         start = time.perf_counter()
         response = self.session.request(method, self.base + path, headers=headers, data=body)
         elapsed = time.perf_counter() - start
+        if self.measure_cpu:
+            self.last_cpu = self.server.cpu_seconds() - cpu_before
         expected = expect if isinstance(expect, tuple) else (expect,)
         if response.status_code not in expected:
             raise SystemExit(f"{method} {path}: {response.status_code} {response.text[:200]}")
@@ -151,16 +159,29 @@ def warm_reads(
         pairs = rounds if clients == 1 else max(rounds // 2, 10)
         progress(f"{section}: warm reads, {clients} client(s), {pairs} pairs each")
 
-        def work(_: int, pairs: int = pairs) -> tuple[list[float], list[float]]:
-            client = Client(server)
+        def work(
+            _: int, pairs: int = pairs, alone: bool = clients == 1
+        ) -> tuple[list[float], ...]:
+            client = Client(server, measure_cpu=alone)
             for _ in range(5):  # Connect.
                 client.read(token)
                 client.read()
-            fxa_times, basic_times = interleaved(
-                pairs, lambda: client.read(token), lambda: client.read()
-            )
+            fxa_cpu: list[float] = []
+            basic_cpu: list[float] = []
+
+            def fxa_read() -> float:
+                elapsed = client.read(token)
+                fxa_cpu.append(client.last_cpu)
+                return elapsed
+
+            def basic_read() -> float:
+                elapsed = client.read()
+                basic_cpu.append(client.last_cpu)
+                return elapsed
+
+            fxa_times, basic_times = interleaved(pairs, fxa_read, basic_read)
             client.close()
-            return fxa_times, basic_times
+            return fxa_times, basic_times, fxa_cpu, basic_cpu
 
         warmup = Client(server)
         for _ in range(WARMUP):
@@ -181,12 +202,21 @@ def warm_reads(
             f"basicauth median / fxa median; {len(fxa_times)} pairs; "
             f"medians {median_ms(fxa_times):.2f} / {median_ms(basic_times):.2f} ms",
         )
+        if clients == 1:
+            fxa_cpu, basic_cpu = results[0][2], results[0][3]
+            cpu_ratio = ratio_of_medians(basic_cpu, fxa_cpu)
+            table.add(
+                section,
+                "warm fxa/basicauth, 1 client, server CPU",
+                f"{cpu_ratio:.3f}",
+                f">= {target}",
+                cpu_ratio >= target,
+                "basicauth / fxa medians of the server's CPU time per request; "
+                f"{median_ms(fxa_cpu):.2f} / {median_ms(basic_cpu):.2f} ms",
+            )
+        calls = fxa.calls.total()
         table.add(
-            section,
-            f"FxA calls, warm reads, {clients} client(s)",
-            str(fxa.calls.total()),
-            "0",
-            fxa.calls.total() == 0,
+            section, f"FxA calls, warm reads, {clients} client(s)", str(calls), "0", calls == 0
         )
 
 
@@ -204,7 +234,7 @@ def cold_vs_cached(
     target = COLD_TARGET_MS[backend]
     known = fxa.uid_for("known@example.com")
     cached = minter.mint([known])[0]
-    client = Client(server)
+    client = Client(server, measure_cpu=True)
     for _ in range(WARMUP):
         client.read(cached)
     for kind, uids in (
@@ -213,10 +243,18 @@ def cold_vs_cached(
     ):
         progress(f"{section}: never-seen vs cached JWT, {kind}, {rounds} pairs")
         fresh = iter(minter.mint(uids))
+        cold_cpu: list[float] = []
+        warm_cpu: list[float] = []
+
+        def read(token: str, cpu: list[float]) -> float:
+            elapsed = client.read(token)
+            cpu.append(client.last_cpu)
+            return elapsed
+
         cold, warm = interleaved(
             rounds,
-            lambda fresh=fresh: client.read(next(fresh)),
-            lambda: client.read(cached),
+            lambda fresh=fresh, cpu=cold_cpu: read(next(fresh), cpu),
+            lambda cpu=warm_cpu: read(cached, cpu),
         )
         added = median_ms(cold) - median_ms(warm)
         table.add(
@@ -232,6 +270,16 @@ def cold_vs_cached(
             f"cold / warm medians, {kind} (ms)",
             f"{median_ms(cold):.2f}/{median_ms(warm):.2f}",
             note=f"p90 {quantile_ms(cold, 0.9):.2f}/{quantile_ms(warm, 0.9):.2f}",
+        )
+        added_cpu = median_ms(cold_cpu) - median_ms(warm_cpu)
+        table.add(
+            section,
+            f"never-seen - cached JWT, {kind}, server CPU (ms)",
+            f"{added_cpu:+.3f}",
+            f"<= +{target}",
+            added_cpu <= target,
+            f"the server's CPU time per request (load-independent); medians "
+            f"{median_ms(cold_cpu):.2f} / {median_ms(warm_cpu):.2f} ms",
         )
     client.close()
 

@@ -78,6 +78,16 @@ class KintoServer:
                 time.sleep(0.1)
         raise RuntimeError(f"kinto start did not answer:\n{self.log_path.read_text()}")
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by all of the process's threads (``schedstat``, in ns)."""
+        total = 0
+        for task in Path(f"/proc/{self.popen.pid}/task").iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (FileNotFoundError, ProcessLookupError):  # A thread that just ended.
+                continue
+        return total / 1e9
+
     def rss_kb(self) -> int:
         """The process's resident set size (``VmRSS``), in kB."""
         for line in Path(f"/proc/{self.popen.pid}/status").read_text().splitlines():

@@ -53,8 +53,10 @@ def test_bench_reports_every_figure(postgresql_url):
     # In-process.
     for section in (INPROCESS_MEMORY, INPROCESS_PG):
         number(out, section, "warm fxa/basicauth")
+        number(out, section, "warm fxa/basicauth, CPU")
         assert figure(out, section, "FxA calls, warm reads") == "0"
         number(out, section, "never-seen - cached JWT, known user (ms)")
+        number(out, section, "never-seen - cached JWT, known user, CPU (ms)")
     assert figure(out, INPROCESS_MEMORY, "FxA GET /v1/jwks per new tokens") == "1/30"
     assert figure(out, INPROCESS_MEMORY, "FxA POST /v1/verify per new tokens") == "0/30"
     for label in BAD_TOKENS:
@@ -67,10 +69,12 @@ def test_bench_reports_every_figure(postgresql_url):
     for section in (HTTP_MEMORY, HTTP_PG):
         for clients in ("1 client", "4 clients"):
             assert number(out, section, f"warm fxa/basicauth, {clients}") > 0
+        assert number(out, section, "warm fxa/basicauth, 1 client, server CPU") > 0
         for clients in ("1 client(s)", "4 client(s)"):
             assert figure(out, section, f"FxA calls, warm reads, {clients}") == "0"
         for kind in ("known user", "new user"):
             number(out, section, f"never-seen - cached JWT, {kind} (ms)")
+            number(out, section, f"never-seen - cached JWT, {kind}, server CPU (ms)")
             cold, warm = pair(out, section, f"cold / warm medians, {kind} (ms)")
             assert cold > 0 and warm > 0
     assert figure(out, HTTP_MEMORY, "FxA GET /v1/jwks per new tokens") == "1/30"
