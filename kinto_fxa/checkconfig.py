@@ -304,6 +304,11 @@ def _endpoints_section(report: Report, fxa: FxASettings, settings: Mapping[str, 
         lines.append("login and token endpoints: disabled (fxa-oauth.relier.enabled = false)")
     if fxa.webhook_enabled:
         lines.append(f"POST /v1/fxa-oauth/events (webhook), issuer {fxa.webhook_issuer}")
+    elif settings.get("storage_backend") == MEMORY_STORAGE_MODULE:
+        lines.append(
+            "webhook: disabled, and process-account-events would apply events to a memory "
+            "storage of its own: no account event reaches this server"
+        )
     else:
         lines.append("webhook: disabled (account events through process-account-events only)")
     lines.append("heartbeat: oauth in /v1/__heartbeat__")

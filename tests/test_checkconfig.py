@@ -108,6 +108,7 @@ class TestOriginalExamples:
         assert "verifications: in-process only, 300 s (cache_ttl_seconds)" in out
         assert "login states: Kinto cache, 3600 s" in out
         assert "revocation bound: immediate, in this one process" in out
+        assert "no account event reaches this server" in out
         warnings = out.split("Warnings (1)\n")[1]
         assert "contains '*': the login endpoint sends access tokens to ANY web site" in warnings
         assert out.endswith("Result: 1 warning(s) (exit status 1)\n")
@@ -187,6 +188,7 @@ class TestReport:
         assert "opaque tokens only, in the Kinto cache 120 s" in caches
         assert "revocation bound: 7 s" in caches
         assert "two steps must reach the same process" not in caches
+        assert "webhook: disabled (account events through process-account-events only)" in out
 
     def test_environment_variables_apply_as_on_the_server(self, tmp_path, capsys, monkeypatch):
         body = clean() + "kinto.storage_backend = kinto.core.storage.postgresql\n"
