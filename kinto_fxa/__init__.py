@@ -64,6 +64,9 @@ def includeme(config: Configurator) -> None:
         timeout=settings.request_timeout_seconds,
         jwks=settings.jwks,
         jwks_refresh_interval=settings.jwks_refresh_interval_seconds,
+        issuer=settings.issuer,
+        jwks_max_age=settings.jwks_max_age_seconds or None,
+        metrics_=metrics.for_registry(registry),
     )
     registry.fxa_verifier = verifier
     registry.fxa_revocations = Revocations(
@@ -76,7 +79,7 @@ def includeme(config: Configurator) -> None:
         registry.fxa_revocations,
         metrics.for_registry(registry),
     )
-    for warning in settings.exposure_warnings():
+    for warning in settings.exposure_warnings() + settings.issuer_warnings():
         logger.warning(warning)
 
     registry.heartbeats["oauth"] = fxa_heartbeat(settings)

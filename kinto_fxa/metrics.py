@@ -19,7 +19,7 @@ VERIFICATIONS = "fxa_verifications"
 #: Timer: calls to FxA, by ``endpoint`` (``verify``, ``jwks``, ``token``, ``heartbeat``).
 FXA_CALL_DURATION = "fxa_call_duration_seconds"
 #: Counter: failed calls to FxA, by ``endpoint`` and ``kind`` (``timeout``, ``refused``,
-#: ``5xx``, ``malformed``, ``rate_limited``).
+#: ``5xx``, ``4xx``, ``malformed``, ``rate_limited``).
 FXA_CALL_FAILURES = "fxa_call_failures"
 #: Counter: JWKS refreshes, by ``trigger`` (``initial``, ``scheduled``, ``unknown_kid``)
 #: and ``outcome`` (``ok``, ``failed``).

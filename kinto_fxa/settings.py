@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from fxa._utils import scope_matches
+from fxa.constants import ENVIRONMENT_URLS
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool, aslist
 
@@ -20,6 +21,15 @@ PREFIX = "fxa-oauth."
 DEFAULT_CLIENT = "default"
 DEFAULT_POLICY_NAME = "fxa"
 DEFAULT_WEBHOOK_ISSUER = "https://accounts.firefox.com/"
+#: The ``iss`` of FxA production's access tokens: the default of ``fxa-oauth.issuer``.
+PRODUCTION_ISSUER = "https://accounts.firefox.com"
+#: The ``iss`` of each FxA environment's tokens (its content server), by the host of its
+#: OAuth server: ``oauth.accounts.firefox.com``, ``oauth.stage.mozaws.net``.
+KNOWN_ISSUERS: dict[str, str] = {
+    str(urlsplit(urls["oauth"]).hostname): urls["content"].rstrip("/")
+    for urls in ENVIRONMENT_URLS.values()
+}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 POLICY_CLASS_NAME = "FxAOAuthAuthenticationPolicy"
 
 DEFAULTS: dict[str, Any] = {
@@ -38,11 +48,13 @@ DEFAULTS: dict[str, Any] = {
     "request_timeout_seconds": 5,
     "jwks": None,
     "jwks_refresh_interval_seconds": 60,
+    "jwks_max_age_seconds": 300,
+    "issuer": None,
     "relier.enabled": True,
     "accept_top_level_tokens": False,
     "webapp.authorized_domains": "",
     "webhook.enabled": False,
-    "webhook.issuer": DEFAULT_WEBHOOK_ISSUER,
+    "webhook.issuer": None,
 }
 
 CLIENT_KEYS = (
@@ -120,6 +132,12 @@ class FxASettings:
     webhook_issuer: str
     policy_names: tuple[str, ...] = (DEFAULT_POLICY_NAME,)
     userid_hmac_secret: str = ""
+    #: The ``iss`` JWT access tokens must carry (compared ignoring one trailing slash).
+    issuer: str = PRODUCTION_ISSUER
+    #: Whether ``issuer`` was derived (``fxa-oauth.issuer`` unset), not set.
+    issuer_is_default: bool = False
+    #: Keys fetched that long ago are refreshed in the background; 0: never.
+    jwks_max_age_seconds: int = 300
     clients_by_name: dict[str, ClientConfig] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -182,6 +200,20 @@ class FxASettings:
             if c.open_to_any_client
         ]
 
+    def issuer_warnings(self) -> list[str]:
+        """When the expected issuer is a guess: tokens of another FxA are then refused."""
+        if not self.issuer_is_default or self.oauth_uri is None:
+            return []
+        host = urlsplit(self.oauth_uri).hostname
+        if host in KNOWN_ISSUERS or host in LOOPBACK_HOSTS:
+            return []  # Loopback: the local FxA server, which imitates production.
+        return [
+            f"{PREFIX}issuer is not set and {PREFIX}oauth_uri ({self.oauth_uri}) is not a "
+            f"known FxA environment: JWT access tokens must come from {self.issuer!r} (FxA "
+            f"production's issuer), those of another FxA are refused. Set {PREFIX}issuer "
+            "to the iss of your FxA's tokens."
+        ]
+
     def user_ids(self, uid: str) -> list[str]:
         """Every prefixed Kinto user id FxA user ``uid`` can have on this server."""
         return [f"{policy}:{c.user_id(uid)}" for policy in self.policy_names for c in self.clients]
@@ -230,6 +262,25 @@ def _as_str(value: Any) -> str | None:
         return None
     value = str(value).strip()
     return value or None
+
+
+def _issuer(settings: Mapping[str, Any], oauth_uri: str | None) -> tuple[str, bool]:
+    """The expected ``iss`` of access tokens, and whether it was derived from ``oauth_uri``.
+
+    Unset, it is the issuer of the FxA environment ``oauth_uri`` names (production when
+    unset), else FxA production's: another FxA's tokens are refused until it is set.
+    """
+    explicit = _as_url(settings["issuer"], _setting_name("issuer"))
+    if explicit is not None:
+        return explicit, False
+    host = urlsplit(oauth_uri).hostname if oauth_uri is not None else None
+    return KNOWN_ISSUERS.get(str(host), PRODUCTION_ISSUER), True
+
+
+def _webhook_issuer(settings: Mapping[str, Any], issuer: str) -> str:
+    """``fxa-oauth.webhook.issuer``, by default ``issuer`` (FxA's SETs end it with ``/``)."""
+    explicit = _as_str(settings["webhook.issuer"])
+    return explicit if explicit is not None else issuer.rstrip("/") + "/"
 
 
 def _parse_jwks(raw: Any) -> tuple[dict[str, Any], ...] | None:
@@ -348,8 +399,10 @@ def parse_settings(raw_settings: Mapping[str, Any]) -> FxASettings:
     default_client = _client(settings, "", DEFAULT_CLIENT)
     extra_clients = _extra_clients(settings)
 
+    oauth_uri = _as_url(settings["oauth_uri"], _setting_name("oauth_uri"))
+    issuer, issuer_is_default = _issuer(settings, oauth_uri)
     parsed = FxASettings(
-        oauth_uri=_as_url(settings["oauth_uri"], _setting_name("oauth_uri")),
+        oauth_uri=oauth_uri,
         default_client=default_client,
         extra_clients=extra_clients,
         cache_ttl_seconds=_as_int(settings, "cache_ttl_seconds"),
@@ -365,9 +418,12 @@ def parse_settings(raw_settings: Mapping[str, Any]) -> FxASettings:
         accept_top_level_tokens=asbool(settings["accept_top_level_tokens"]),
         authorized_domains=tuple(aslist(settings["webapp.authorized_domains"] or "")),
         webhook_enabled=asbool(settings["webhook.enabled"]),
-        webhook_issuer=str(settings["webhook.issuer"]).strip(),
+        webhook_issuer=_webhook_issuer(settings, issuer),
         policy_names=_policy_names(raw_settings),
         userid_hmac_secret=str(raw_settings.get("userid_hmac_secret", "") or ""),
+        issuer=issuer,
+        issuer_is_default=issuer_is_default,
+        jwks_max_age_seconds=_as_int(settings, "jwks_max_age_seconds"),
     )
     _check_routing(parsed)
     return parsed

@@ -1,39 +1,95 @@
 """Verify FxA access tokens through PyFxA, with no Pyramid in sight.
 
-- JWT access tokens are checked locally against FxA's JWKS. The keys are fetched once and
-  kept; a token naming an unknown ``kid`` triggers one refetch, at most once per
-  ``refresh_interval`` (FxA publishes a new key next to the current one before rotating).
-  PyFxA's ``verify_token`` fetches ``/jwks`` on every call when it is given no keys, so it
-  is always given ours.
-- Opaque tokens are checked by FxA's ``/v1/verify``.
-- Outbound calls go through an ``APIClient`` with a timeout and no urllib3 retries: a failing
-  FxA must fail fast (PyFxA's default session retries POSTs 3 times with backoff).
+What a token may be, decided before anything is asked:
 
-Outcomes are two exceptions: :class:`InvalidToken` (FxA says no: not authenticated) and
-:class:`FxAUnavailable` (we cannot know: the caller answers 503).
+- a JWT (three base64url segments, a JSON object header and payload): checked locally
+  against FxA's JWKS, never sent to FxA. Its claims are type-checked before PyFxA sees them
+  (PyFxA calls ``.split()`` on ``scope``) and again after: ``sub`` is an FxA uid (32
+  lowercase hex digits), ``client_id`` and ``scope`` strings, ``exp`` (required), ``iat``
+  and ``nbf`` finite numbers, ``iss`` the expected issuer (ignoring one trailing slash).
+  A bad claim is :class:`InvalidToken`, whatever it is.
+- an opaque token (exactly 64 hex digits): checked by FxA's ``/v1/verify``. Only FxA's
+  invalid-token errno (108) means :class:`InvalidToken`; a 429, any other 4xx, a 5xx or an
+  answer with wrong types means :class:`FxAUnavailable` (FxA could not tell us).
+- anything else: :class:`InvalidToken` (``malformed``) without calling FxA.
+
+Keys (:class:`JWKSKeySet`): fetched on first use, refreshed in the background once they are
+``max_age`` old (FxA publishes its next key before signing with it, so a schedule picks it
+up in time), and refetched at once for a token naming an unknown ``kid``. After the first
+load, at most one fetch per ``refresh_interval``, whatever the traffic (made-up kids
+included); a failed refresh keeps the known keys.
+
+Outbound calls go through an ``APIClient`` with a timeout and no urllib3 retries: a failing
+FxA must fail fast (PyFxA's default session retries POSTs 3 times with backoff). After a
+429/500/503 with ``Retry-After`` PyFxA's client "backs off": it answers without calling FxA
+until then; that is :class:`FxAUnavailable` too.
+
+Outcomes are two exceptions: :class:`InvalidToken` (FxA says no: not authenticated; its
+``reason`` says why, one of :data:`REASONS`) and :class:`FxAUnavailable` (we cannot know:
+the caller answers 503).
 """
 
 import binascii
 import json
 import logging
+import math
+import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import requests
 from fxa import errors as fxa_errors
 from fxa._utils import APIClient
 from fxa.oauth import Client as OAuthClient
+from jwt.algorithms import RSAAlgorithm
 from jwt.utils import base64url_decode
+
+from kinto_fxa import metrics
+from kinto_fxa.uids import is_fxa_uid
 
 
 logger = logging.getLogger(__name__)
 
 # Used when ``fxa-oauth.oauth_uri`` is not set (PyFxA's default, FxA production).
 PRODUCTION_OAUTH_URI = "https://oauth.accounts.firefox.com/v1"
-MAX_UID_LENGTH = 64
+#: The ``iss`` of FxA production's access tokens.
+PRODUCTION_ISSUER = "https://accounts.firefox.com"
+#: Default of ``jwks_max_age``: keys older than this are refreshed in the background.
+DEFAULT_JWKS_MAX_AGE = 300
+#: FxA's errno for an invalid (unknown, expired, destroyed) token.
+ERRNO_INVALID_TOKEN = 108
+
+# Why a token is refused (``InvalidToken.reason``, the ``reason`` label of the
+# ``fxa_verifications`` metric).
+#: The JWT has expired (``exp``).
+EXPIRED = "expired"
+#: The JWT is not valid yet (``iat`` or ``nbf`` in the future).
+NOT_YET_VALID = "not_yet_valid"
+#: The JWT names a key FxA does not publish (never negatively cached: the next JWKS refresh
+#: may know it).
+UNKNOWN_KEY = "unknown_key"
+#: Not a JWT nor an opaque token, or a JWT with a missing or mistyped claim or header.
+MALFORMED = "malformed"
+#: The JWT's signature does not match its key.
+SIGNATURE = "signature"
+#: The JWT's ``iss`` is missing or not the FxA issuer expected.
+ISSUER = "issuer"
+#: The JWT's ``typ`` is not ``at+JWT``: another kind of token (ID token, event...).
+TOKEN_TYPE = "token_type"
+#: FxA's ``/v1/verify`` says the token is invalid.
+INVALID = "invalid"
+REASONS = (EXPIRED, NOT_YET_VALID, UNKNOWN_KEY, MALFORMED, SIGNATURE, ISSUER, TOKEN_TYPE, INVALID)
+
+#: A compact JWS: three base64url segments (the signature may not be empty for RS256, but
+#: PyJWT says so itself).
+JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+#: FxA's opaque access tokens.
+OPAQUE_SHAPE = re.compile(r"[0-9a-fA-F]{64}")
+ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 
 
 class VerificationError(Exception):
@@ -41,7 +97,14 @@ class VerificationError(Exception):
 
 
 class InvalidToken(VerificationError):
-    """The token is not valid: unknown, expired, forged, revoked or lacking scope."""
+    """The token is not valid: unknown, expired, forged, revoked or lacking scope.
+
+    ``reason`` is one of :data:`REASONS`, for metrics and for the caller's caching.
+    """
+
+    def __init__(self, message: str = "Invalid token", reason: str = INVALID) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class FxAUnavailable(VerificationError):
@@ -79,6 +142,11 @@ def heartbeat_url(oauth_uri: str) -> str:
     return root + "/__heartbeat__"
 
 
+def same_issuer(actual: Any, expected: str) -> bool:
+    """Whether ``actual`` is the issuer ``expected``, ignoring one trailing slash."""
+    return isinstance(actual, str) and actual.removesuffix("/") == expected.removesuffix("/")
+
+
 def unverified_segment(token: str, index: int) -> dict[str, Any] | None:
     """The JSON object in segment ``index`` of a compact JWS, or ``None`` if it is not one.
 
@@ -96,21 +164,170 @@ def unverified_segment(token: str, index: int) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _claims_problem(claims: dict[str, Any]) -> str | None:
+    """What is wrong with the types of an access token's claims, if anything."""
+    if not is_fxa_uid(claims.get("sub")):
+        return "sub is not an FxA uid"
+    for name in ("client_id", "scope"):
+        if not isinstance(claims.get(name), str):
+            return f"{name} is not a string"
+    if not _is_number(claims.get("exp")):
+        return "exp is missing or not a number"
+    for name in ("iat", "nbf"):
+        if name in claims and not _is_number(claims[name]):
+            return f"{name} is not a number"
+    generation = claims.get("fxa-generation")
+    if generation is not None and (
+        isinstance(generation, bool) or not isinstance(generation, int)
+    ):
+        return "fxa-generation is not an integer"
+    if "iss" in claims and not isinstance(claims["iss"], str):
+        return "iss is not a string"
+    return None
+
+
+def verified_from_answer(answer: Any) -> VerifiedToken:
+    """The :class:`VerifiedToken` of a ``/v1/verify`` answer.
+
+    :raises FxAUnavailable: if the answer does not have the types FxA documents.
+    """
+    if not isinstance(answer, dict):
+        raise FxAUnavailable("Unexpected FxA answer: wrong types")
+    uid, client_id, scopes = answer.get("user"), answer.get("client_id"), answer.get("scope")
+    generation = answer.get("generation")
+    if not (
+        isinstance(uid, str)
+        and isinstance(client_id, str)
+        and isinstance(scopes, list)
+        and all(isinstance(s, str) for s in scopes)
+        and (
+            generation is None
+            or (isinstance(generation, int) and not isinstance(generation, bool))
+        )
+    ):
+        raise FxAUnavailable("Unexpected FxA answer: wrong types")
+    if not is_fxa_uid(uid):
+        # FxA uids are 32 hex digits; anything else must not become a Kinto user id.
+        raise InvalidToken("Unexpected user id", MALFORMED)
+    return VerifiedToken(
+        uid=uid, client_id=client_id, scopes=tuple(scopes), issued_at_ms=generation
+    )
+
+
+def classify_verify_error(error: fxa_errors.InProtocolError) -> VerifiedToken:
+    """Raise what an FxA error answer to ``/v1/verify`` means.
+
+    :raises InvalidToken: FxA's invalid-token errno (108) on a 4xx other than 429.
+    :raises FxAUnavailable: anything else (rate limited, our request refused, 5xx).
+    """
+    code, errno = getattr(error, "code", None), getattr(error, "errno", None)
+    if isinstance(error, fxa_errors.ClientError) and code != 429 and errno == ERRNO_INVALID_TOKEN:
+        raise InvalidToken(str(error) or "Invalid token", INVALID) from error
+    raise FxAUnavailable(f"FxA answered {code} (errno {errno!r}): {error}") from error
+
+
+def _failure_kind(error: BaseException) -> str:
+    """The ``kind`` label of :data:`metrics.FXA_CALL_FAILURES` for ``error``."""
+    if isinstance(error, requests.Timeout):
+        return "timeout"
+    if isinstance(error, requests.RequestException):
+        return "refused"
+    if isinstance(error, fxa_errors.ServerError):
+        return "5xx"
+    if isinstance(error, fxa_errors.ClientError):
+        return "rate_limited" if getattr(error, "code", None) == 429 else "4xx"
+    return "malformed"
+
+
+class _BackingOff(Exception):
+    """PyFxA's client is in backoff after a ``Retry-After``: it asked nobody."""
+
+
+def _call(
+    apiclient: APIClient, metrics_: metrics.Metrics, endpoint: str, method: str, *args: Any
+) -> Any:
+    """``apiclient.<method>(*args)``, timed and with failures counted.
+
+    :raises _BackingOff: when PyFxA answered from its backoff state without calling FxA.
+    """
+    started = time.monotonic()
+    try:
+        try:
+            body = getattr(apiclient, method)(*args)
+        except (AttributeError, TypeError) as e:
+            # PyFxA builds its errors with ``body.get``: a JSON error body that is not an
+            # object breaks it.
+            raise fxa_errors.OutOfProtocolError(f"Unexpected FxA error answer ({e})") from e
+    except (requests.RequestException, fxa_errors.Error) as e:
+        metrics_.observe_seconds(
+            metrics.FXA_CALL_DURATION, time.monotonic() - started, endpoint=endpoint
+        )
+        if not isinstance(e, fxa_errors.ClientError) or e.errno != ERRNO_INVALID_TOKEN:
+            metrics_.count(metrics.FXA_CALL_FAILURES, endpoint=endpoint, kind=_failure_kind(e))
+        raise
+    if isinstance(body, requests.Response):
+        metrics_.count(metrics.FXA_CALL_FAILURES, endpoint=endpoint, kind="rate_limited")
+        raise _BackingOff(f"backing off after FxA answered {body.status_code} with Retry-After")
+    metrics_.observe_seconds(
+        metrics.FXA_CALL_DURATION, time.monotonic() - started, endpoint=endpoint
+    )
+    return body
+
+
+def _usable_keys(body: Any) -> dict[str | None, dict[str, Any]]:
+    """The usable RSA keys of a ``/jwks`` answer, by kid."""
+    keys = body.get("keys") if isinstance(body, dict) else None
+    if not isinstance(keys, list):
+        return {}
+    usable: dict[str | None, dict[str, Any]] = {}
+    for key in keys:
+        if not isinstance(key, dict) or not isinstance(key.get("kid"), str):
+            continue
+        try:
+            RSAAlgorithm.from_jwk(json.dumps(key))
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            logger.warning("Skipping an unusable FxA key %r", key.get("kid"))
+            continue
+        usable[key["kid"]] = dict(key)
+    return usable
+
+
 class JWKSKeySet:
-    """FxA's public signing keys, fetched lazily and refreshed on unknown key ids."""
+    """FxA's public signing keys: fetched lazily, refreshed on a schedule and on unknown
+    key ids, at most once per ``refresh_interval`` after the first load.
+
+    ``max_age``: keys fetched that long ago are refreshed by a background thread, started by
+    the request that finds them stale (the request does not wait; one thread at most).
+    ``None`` disables the schedule. ``clock`` is a monotonic clock (for tests).
+    """
 
     def __init__(
         self,
         apiclient: APIClient,
         static_keys: Sequence[dict[str, Any]] | None = None,
         refresh_interval: float = 60,
+        max_age: float | None = DEFAULT_JWKS_MAX_AGE,
+        metrics_: metrics.Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._apiclient = apiclient
         self._static = static_keys is not None
         self._keys: dict[str | None, dict[str, Any]] = {}
-        self._refreshed_at: float | None = None
+        #: When the keys were last fetched successfully.
+        self._loaded_at: float | None = None
+        #: When a fetch was last attempted once keys were known: the bound.
+        self._attempted_at: float | None = None
         self._refresh_interval = refresh_interval
-        self._lock = threading.Lock()
+        self._max_age = None if self._static else max_age
+        self._metrics = metrics_ or metrics.Metrics()
+        self._clock = clock
+        self._lock = threading.Lock()  # Held while fetching: one fetch at a time.
+        self._refreshing_lock = threading.Lock()  # Never held while fetching.
+        self._refreshing = False
         if static_keys is not None:
             self._keys = {k.get("kid"): dict(k) for k in static_keys}
 
@@ -118,19 +335,57 @@ class JWKSKeySet:
     def keys(self) -> list[dict[str, Any]]:
         return list(self._keys.values())
 
+    @property
+    def kids(self) -> list[str | None]:
+        return list(self._keys)
+
+    @property
+    def refreshing(self) -> bool:
+        """Whether a background refresh is in flight."""
+        return self._refreshing
+
     def keys_for(self, kid: str | None) -> list[dict[str, Any]]:
         """The keys a token signed with ``kid`` may be checked against.
 
         :raises FxAUnavailable: if the keys are needed but cannot be fetched.
         """
         if kid is not None and kid in self._keys:
+            self._refresh_if_stale()
             return [self._keys[kid]]
         if not self._static and (kid is not None or not self._keys):
             self._fetch(kid)
+        else:
+            self._refresh_if_stale()
         if kid is None:
             return self.keys
         key = self._keys.get(kid)
         return [key] if key is not None else []
+
+    def _may_fetch(self, now: float) -> bool:
+        return self._attempted_at is None or now - self._attempted_at >= self._refresh_interval
+
+    def _refresh_if_stale(self) -> None:
+        if self._max_age is None or self._loaded_at is None or self._refreshing:
+            return
+        now = self._clock()
+        if now - self._loaded_at < self._max_age or not self._may_fetch(now):
+            return
+        with self._refreshing_lock:
+            if self._refreshing:
+                return  # pragma: no cover  (another request started it meanwhile)
+            self._refreshing = True
+        threading.Thread(target=self._refresh, name="kinto-fxa-jwks", daemon=True).start()
+
+    def _refresh(self) -> None:
+        """The background refresh: keeps the known keys when it fails."""
+        try:
+            with self._lock:
+                now = self._clock()
+                # Keys are known here: a failure keeps them (never FxAUnavailable).
+                if self._may_fetch(now):
+                    self._load(now, "scheduled")
+        finally:
+            self._refreshing = False
 
     def _fetch(self, kid: str | None) -> None:
         """Load the keys; once loaded, refetch for an unknown ``kid`` at most once per
@@ -138,29 +393,73 @@ class JWKSKeySet:
         with self._lock:
             if (kid is not None and kid in self._keys) or (kid is None and self._keys):
                 return  # Another thread fetched them meanwhile.
-            now = time.monotonic()
-            if (
-                self._refreshed_at is not None
-                and now - self._refreshed_at < self._refresh_interval
-            ):
+            now = self._clock()
+            if self._keys and not self._may_fetch(now):
                 return
-            try:
-                body = self._apiclient.get("/jwks")
-                keys = body["keys"]
-                parsed = {k["kid"]: dict(k) for k in keys if isinstance(k, dict) and "kid" in k}
-            except (fxa_errors.Error, requests.RequestException, KeyError, TypeError) as e:
-                if not self._keys:
-                    raise FxAUnavailable(f"Could not fetch FxA JWKS: {e}") from e
-                logger.warning("Could not refresh FxA JWKS (%s); keeping the known keys", e)
-                self._refreshed_at = now
-                return
-            if self._keys:
-                self._refreshed_at = now
-            self._keys = parsed
+            self._load(now, "unknown_kid" if self._keys else "initial")
+
+    def _load(self, now: float, trigger: str) -> None:
+        """Fetch the keys (the lock is held).
+
+        :raises FxAUnavailable: if no keys are known and none could be fetched.
+        """
+        if self._keys:
+            self._attempted_at = now
+        try:
+            body = _call(self._apiclient, self._metrics, "jwks", "get", "/jwks")
+            error = None if self._apply(body, now) else "no usable key in the answer"
+            if error is not None:
+                self._metrics.count(metrics.FXA_CALL_FAILURES, endpoint="jwks", kind="malformed")
+        except (fxa_errors.Error, requests.RequestException, _BackingOff) as e:
+            error = str(e) or e.__class__.__name__
+        outcome = "ok" if error is None else "failed"
+        self._metrics.count(metrics.JWKS_REFRESHES, trigger=trigger, outcome=outcome)
+        if error is None:
+            return
+        if not self._keys:
+            raise FxAUnavailable(f"Could not fetch FxA JWKS: {error}")
+        logger.warning("Could not refresh FxA JWKS (%s); keeping the known keys", error)
+
+    def _apply(self, body: Any, now: float) -> bool:
+        """Use the keys of a ``/jwks`` answer; ``False`` (known keys kept) if it has none."""
+        parsed = _usable_keys(body)
+        if not parsed:
+            return False
+        self._keys = parsed
+        self._loaded_at = now
+        return True
+
+
+class _LocalOnly:
+    """PyFxA's API client, for checking a JWT: PyFxA POSTs a token to ``/verify`` when
+    PyJWT cannot decode it; a JWT is never sent to FxA."""
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+
+    def post(self, url: str, json: Any = None, **kwargs: Any) -> Any:
+        raise InvalidToken(f"Undecodable JWT (PyFxA wanted to POST it to {url})", MALFORMED)
+
+
+def _trust_error_reason(error: fxa_errors.TrustError) -> str:
+    """Why PyFxA did not trust a JWT, from the PyJWT error it wrapped."""
+    cause = error.__cause__ or error.__context__
+    if isinstance(cause, jwt.ExpiredSignatureError):
+        return EXPIRED
+    if isinstance(cause, jwt.ImmatureSignatureError):
+        return NOT_YET_VALID
+    if cause is None and error.args and error.args[0] == {"error": "invalid signature"}:
+        return SIGNATURE
+    return MALFORMED
 
 
 class TokenVerifier:
-    """Verify FxA OAuth access tokens (JWT locally, opaque through ``/v1/verify``)."""
+    """Verify FxA OAuth access tokens (JWT locally, opaque through ``/v1/verify``).
+
+    ``issuer``: the ``iss`` JWTs must carry (ignoring one trailing slash).
+    ``jwks_refresh_interval``: the least time between two JWKS fetches after the first.
+    ``jwks_max_age``: keys that old are refreshed in the background (``None``: never).
+    """
 
     def __init__(
         self,
@@ -168,9 +467,25 @@ class TokenVerifier:
         timeout: float = 5,
         jwks: Sequence[dict[str, Any]] | None = None,
         jwks_refresh_interval: float = 60,
+        issuer: str = PRODUCTION_ISSUER,
+        jwks_max_age: float | None = DEFAULT_JWKS_MAX_AGE,
+        metrics_: metrics.Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.apiclient = build_api_client(oauth_uri or PRODUCTION_OAUTH_URI, timeout)
-        self.jwks = JWKSKeySet(self.apiclient, jwks, jwks_refresh_interval)
+        server_url = oauth_uri or PRODUCTION_OAUTH_URI
+        self.metrics = metrics_ or metrics.Metrics()
+        self.issuer = issuer
+        #: For ``/v1/verify``; the keys have their own, so a backoff does not stop refreshes.
+        self.apiclient = build_api_client(server_url, timeout)
+        self.jwks = JWKSKeySet(
+            build_api_client(server_url, timeout),
+            jwks,
+            jwks_refresh_interval,
+            max_age=jwks_max_age,
+            metrics_=self.metrics,
+            clock=clock,
+        )
+        self._local_only = _LocalOnly(self.apiclient.server_url)
         # One PyFxA client per key id, so a token is only checked against its own key.
         self._clients: dict[str, OAuthClient] = {}
 
@@ -179,7 +494,7 @@ class TokenVerifier:
         client = self._clients.get(cache_key)
         if client is None or client.jwks != keys:
             client = OAuthClient(server_url=self.apiclient.server_url, cache=None, jwks=keys)
-            client.apiclient = self.apiclient
+            client.apiclient = self._local_only
             self._clients[cache_key] = client
         return client
 
@@ -189,73 +504,71 @@ class TokenVerifier:
         :raises InvalidToken: FxA does not vouch for it.
         :raises FxAUnavailable: FxA could not be asked or answered nonsense.
         """
-        header = unverified_segment(token, 0)
-        if header is None:
+        if OPAQUE_SHAPE.fullmatch(token):
             return self._verify_remotely(token)
-        return self._verify_jwt(token, header)
+        if JWT_SHAPE.fullmatch(token):
+            header = unverified_segment(token, 0)
+            claims = unverified_segment(token, 1)
+            if header is not None and claims is not None:
+                return self._verify_jwt(token, header, claims)
+        raise InvalidToken("Neither a JWT nor an FxA opaque token", MALFORMED)
 
-    def _verify_jwt(self, token: str, header: dict[str, Any]) -> VerifiedToken:
+    def _verify_jwt(
+        self, token: str, header: dict[str, Any], claims: dict[str, Any]
+    ) -> VerifiedToken:
+        if header.get("alg") != "RS256":
+            raise InvalidToken("JWT not signed with RS256", MALFORMED)
+        if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("Not an access token (typ)", TOKEN_TYPE)
+        problem = _claims_problem(claims)
+        if problem is not None:
+            raise InvalidToken(f"Malformed JWT: {problem}", MALFORMED)
         kid = header.get("kid")
         keys = self.jwks.keys_for(kid if isinstance(kid, str) else None)
         if not keys:
-            raise InvalidToken("Token signed with an unknown key")
-        client = self._pyfxa_client(keys)
+            raise InvalidToken("Token signed with an unknown key", UNKNOWN_KEY)
         try:
-            profile = client.verify_token(token)
+            profile = self._pyfxa_client(keys).verify_token(token)
         except fxa_errors.TrustError as e:
-            raise InvalidToken(str(e) or "Untrusted token") from e
-        except fxa_errors.OutOfProtocolError as e:
-            # Checked locally: a JWT lacking ``sub``/``scope``/``client_id`` is a bad token.
-            raise InvalidToken(str(e)) from e
-        except fxa_errors.InProtocolError as e:
-            # The JWT was not decodable with this key type: PyFxA asked ``/verify``.
-            return self._classify_remote_error(e)
-        except (requests.RequestException, fxa_errors.Error) as e:
-            raise FxAUnavailable(str(e)) from e
-        # PyFxA drops ``iat``/``exp``: read them from the token it just verified.
-        claims = unverified_segment(token, 1) or {}
-        generation = claims.get("fxa-generation")
-        iat = claims.get("iat")
+            raise InvalidToken(str(e) or "Untrusted token", _trust_error_reason(e)) from e
+        except fxa_errors.OutOfProtocolError as e:  # pragma: no cover  (claims checked above)
+            raise InvalidToken(str(e), MALFORMED) from e
+        # Checked again on what PyFxA verified (the same payload).
+        if not (
+            isinstance(profile, dict)
+            and is_fxa_uid(profile.get("user"))
+            and profile.get("user") == claims["sub"]
+            and profile.get("client_id") == claims["client_id"]
+            and profile.get("scope") == claims["scope"].split()
+        ):  # pragma: no cover  (PyFxA reads the claims checked above)
+            raise InvalidToken("Unexpected claims", MALFORMED)
+        if not same_issuer(claims.get("iss"), self.issuer):
+            raise InvalidToken("JWT from an unexpected issuer", ISSUER)
+        generation, iat = claims.get("fxa-generation"), claims.get("iat")
         issued_at = generation if isinstance(generation, int) else None
-        if issued_at is None and isinstance(iat, int | float):
+        if issued_at is None and iat is not None:
             issued_at = int(iat * 1000)
-        exp = claims.get("exp")
-        return self._to_verified(
-            profile, issued_at, float(exp) if isinstance(exp, int | float) else None
+        return VerifiedToken(
+            uid=claims["sub"],
+            client_id=claims["client_id"],
+            scopes=tuple(claims["scope"].split()),
+            issued_at_ms=issued_at,
+            expires_at=float(claims["exp"]),
         )
 
     def _verify_remotely(self, token: str) -> VerifiedToken:
-        client = self._pyfxa_client([])
         try:
-            profile = client.verify_token(token)
+            answer = _call(
+                self.apiclient, self.metrics, "verify", "post", "/verify", {"token": token}
+            )
         except fxa_errors.InProtocolError as e:
-            return self._classify_remote_error(e)
-        except (requests.RequestException, fxa_errors.Error, AttributeError) as e:
-            # AttributeError: during a Retry-After backoff PyFxA returns a raw Response.
+            return classify_verify_error(e)
+        except _BackingOff as e:
+            raise FxAUnavailable(f"FxA verify: {e}") from e
+        except (requests.RequestException, fxa_errors.Error) as e:
             raise FxAUnavailable(f"FxA verify failed: {e}") from e
-        generation = profile.get("generation")
-        return self._to_verified(profile, generation if isinstance(generation, int) else None)
-
-    @staticmethod
-    def _classify_remote_error(error: fxa_errors.InProtocolError) -> VerifiedToken:
-        if isinstance(error, fxa_errors.ClientError):
-            raise InvalidToken(str(error)) from error
-        raise FxAUnavailable(f"FxA answered {error.code}: {error}") from error
-
-    @staticmethod
-    def _to_verified(
-        profile: Any, issued_at_ms: int | None, expires_at: float | None = None
-    ) -> VerifiedToken:
-        uid, client_id, scopes = profile["user"], profile["client_id"], profile["scope"]
-        if not (isinstance(uid, str) and isinstance(client_id, str) and isinstance(scopes, list)):
-            raise FxAUnavailable("Unexpected FxA answer: wrong types")
-        if not (uid.isascii() and uid.isalnum() and len(uid) <= MAX_UID_LENGTH):
-            # FxA uids are 32 hex chars; anything else must not become a Kinto user id.
-            raise InvalidToken("Unexpected user id")
-        return VerifiedToken(
-            uid=uid,
-            client_id=client_id,
-            scopes=tuple(str(s) for s in scopes),
-            issued_at_ms=issued_at_ms,
-            expires_at=expires_at,
-        )
+        try:
+            return verified_from_answer(answer)
+        except FxAUnavailable:
+            self.metrics.count(metrics.FXA_CALL_FAILURES, endpoint="verify", kind="malformed")
+            raise

@@ -4,7 +4,7 @@ import warnings
 import pytest
 from pyramid.exceptions import ConfigurationError
 
-from kinto_fxa.settings import DEFAULT_CLIENT, parse_settings
+from kinto_fxa.settings import DEFAULT_CLIENT, DEFAULT_WEBHOOK_ISSUER, parse_settings
 
 
 POLICY = {
@@ -147,3 +147,63 @@ def test_bad_configuration_names_the_setting(settings, message):
     with warnings.catch_warnings(), pytest.raises(ConfigurationError, match=message):
         warnings.simplefilter("ignore")
         parse_settings(settings)
+
+
+@pytest.mark.parametrize(
+    ("oauth_uri", "issuer"),
+    [
+        (None, "https://accounts.firefox.com"),
+        ("https://oauth.accounts.firefox.com/v1", "https://accounts.firefox.com"),
+        ("https://oauth.accounts.firefox.com", "https://accounts.firefox.com"),
+        ("https://oauth.stage.mozaws.net/v1", "https://accounts.stage.mozaws.net"),
+        # Not a known FxA: production's, so that another FxA's tokens are refused.
+        ("https://oauth.fxa.example.com/v1", "https://accounts.firefox.com"),
+        ("http://127.0.0.1:9010/v1", "https://accounts.firefox.com"),
+    ],
+)
+def test_the_issuer_defaults_to_the_fxa_environment(oauth_uri, issuer):
+    s = parse_settings({"fxa-oauth.oauth_uri": oauth_uri} if oauth_uri else {})
+    assert (s.issuer, s.issuer_is_default) == (issuer, True)
+    assert s.webhook_issuer == issuer + "/"  # As FxA's Security Event Tokens carry it.
+
+
+def test_the_issuer_is_shared_with_the_webhook_unless_overridden():
+    stage = "https://accounts.stage.mozaws.net"
+    s = parse_settings({"fxa-oauth.issuer": f" {stage} "})
+    assert (s.issuer, s.issuer_is_default, s.webhook_issuer) == (stage, False, stage + "/")
+    s = parse_settings(
+        {"fxa-oauth.issuer": stage, "fxa-oauth.webhook.issuer": "https://x.example/"}
+    )
+    assert (s.issuer, s.webhook_issuer) == (stage, "https://x.example/")
+    s = parse_settings({"fxa-oauth.issuer": "", "fxa-oauth.webhook.issuer": ""})
+    assert (s.issuer, s.webhook_issuer) == ("https://accounts.firefox.com", DEFAULT_WEBHOOK_ISSUER)
+
+
+@pytest.mark.parametrize("value", ["accounts.firefox.com", "ftp://accounts.firefox.com"])
+def test_the_issuer_must_be_a_url(value):
+    with pytest.raises(ConfigurationError, match=r"fxa-oauth\.issuer"):
+        parse_settings({"fxa-oauth.issuer": value})
+
+
+def test_a_self_hosted_fxa_without_issuer_is_warned_about():
+    (warning,) = parse_settings(
+        {"fxa-oauth.oauth_uri": "https://oauth.fxa.example.com/v1"}
+    ).issuer_warnings()
+    assert "fxa-oauth.issuer" in warning
+    for quiet in (
+        {},
+        {"fxa-oauth.oauth_uri": "https://oauth.stage.mozaws.net/v1"},
+        {"fxa-oauth.oauth_uri": "http://localhost:9010/v1"},
+        {
+            "fxa-oauth.oauth_uri": "https://oauth.fxa.example.com/v1",
+            "fxa-oauth.issuer": "https://accounts.fxa.example.com",
+        },
+    ):
+        assert parse_settings(quiet).issuer_warnings() == []
+
+
+def test_jwks_max_age():
+    assert parse_settings({}).jwks_max_age_seconds == 300
+    assert parse_settings({"fxa-oauth.jwks_max_age_seconds": "0"}).jwks_max_age_seconds == 0
+    with pytest.raises(ConfigurationError, match=r"fxa-oauth\.jwks_max_age_seconds"):
+        parse_settings({"fxa-oauth.jwks_max_age_seconds": "soon"})

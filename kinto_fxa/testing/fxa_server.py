@@ -90,7 +90,9 @@ PROFILE_CHANGE = EVENT_URI_PREFIX + "profile-change"
 SUBSCRIPTION_STATE_CHANGE = EVENT_URI_PREFIX + "subscription-state-change"
 
 #: Accepted values of :meth:`LocalFxAServer.fail`'s ``mode``.
-FAIL_MODES = (None, "down", "slow", "5xx", "500", "malformed")
+FAIL_MODES = (None, "down", "slow", "5xx", "500", "malformed", "429")
+#: ``Retry-After`` (s) of the 429 answers of ``fail("429")``.
+RATE_LIMIT_RETRY_AFTER = 30
 
 #: Clients registered by :func:`serve` when none are given: (client_id, secret, redirect_uri).
 DEFAULT_CLIENTS: tuple[tuple[str, str | None, str | None], ...] = (
@@ -119,6 +121,7 @@ _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    429: "Too Many Requests",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
@@ -544,6 +547,20 @@ class LocalFxAServer:
             self._keys = [*self._keys, key] if keep_old else [key]
         return key.kid
 
+    def publish_next_key(self) -> str:
+        """Publish a new key (returned: its kid) without signing with it yet, as FxA does
+        before rotating; :meth:`sign_with` switches to it."""
+        key = _Key(_new_kid(), self.new_key(), int(time.time()))
+        with self._lock:
+            self._keys = [*self._keys[:-1], key, self._keys[-1]]
+        return key.kid
+
+    def sign_with(self, kid: str) -> None:
+        """Sign tokens with the published key ``kid`` from now on (all stay published)."""
+        with self._lock:
+            key = next(k for k in self._keys if k.kid == kid)
+            self._keys = [*(k for k in self._keys if k is not key), key]
+
     @property
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The published public keys, as ``GET /v1/jwks`` answers them."""
@@ -583,6 +600,8 @@ class LocalFxAServer:
         - ``"5xx"``: 503 with an FxA JSON error body (errno 999).
         - ``"500"``: 500 with an FxA JSON error body (errno 999).
         - ``"malformed"``: 200 with an HTML body.
+        - ``"429"``: 429 (rate limited) with an FxA JSON error body and ``Retry-After``
+          (:data:`RATE_LIMIT_RETRY_AFTER`).
 
         ``/__test__/`` helpers are never failed (but are unreachable when "down").
         """
@@ -864,6 +883,10 @@ class LocalFxAServer:
                 charset="utf-8",
                 body=b"<html><body><h1>Welcome to nginx!</h1></body></html>",
             )
+        if mode == "429":
+            response = _error_response(429, ERRNO_UNEXPECTED, "Too Many Requests (simulated)")
+            response.headers["Retry-After"] = str(RATE_LIMIT_RETRY_AFTER)
+            return response
         code = 500 if mode == "500" else 503
         return _error_response(code, ERRNO_UNEXPECTED, f"{_REASONS[code]} (simulated)")
 
