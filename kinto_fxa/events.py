@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 METRIC_EVENTS = "fxa_account_events"
 METRIC_DURATION = "fxa_account_events_duration_seconds"
 
+#: Timestamps are JavaScript numbers of ms: anything past 2**53 ms (year 287,396) is junk.
+MAX_TIMESTAMP_MS = 2**53
+
 SET_EVENT_PREFIX = "https://schemas.accounts.firefox.com/event/"
 SET_DELETE_USER = SET_EVENT_PREFIX + "delete-user"
 SET_PASSWORD_CHANGE = SET_EVENT_PREFIX + "password-change"
@@ -102,12 +105,16 @@ def _uid(value: Any) -> str:
 
 
 def _timestamp_ms(value: Any, scale: int, name: str) -> int:
-    """``value``, a positive JSON number, times ``scale``: a timestamp in ms."""
+    """``value``, a positive JSON number, times ``scale``: a timestamp in ms, below
+    :data:`MAX_TIMESTAMP_MS` (a huge float times ``scale`` is infinite: ``int`` raises)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise InvalidEvent(f"{name} must be a number, got {value!r:.80}")
     if value <= 0:
-        raise InvalidEvent(f"{name} must be positive, got {value!r}")
-    return int(value * scale)
+        raise InvalidEvent(f"{name} must be positive, got {value!r:.80}")
+    ms = value * scale
+    if not ms < MAX_TIMESTAMP_MS:
+        raise InvalidEvent(f"{name} is not a timestamp, got {value!r:.80}")
+    return int(ms)
 
 
 def _change_time_ms(message: Mapping[str, Any]) -> int:

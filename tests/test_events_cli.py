@@ -132,6 +132,10 @@ class TestParseSQSMessage:
             sns({"event": "passwordChange", "uid": UID, "generation": True}),
             sns({"event": "passwordChange", "uid": UID, "generation": "1"}),
             sns({"event": "passwordChange", "uid": UID, "generation": -1}),
+            # Found by tests/test_fuzz.py: not timestamps; 1e308 s in ms overflowed.
+            sns({"event": "passwordChange", "uid": UID, "generation": 2**53}),
+            sns({"event": "passwordChange", "uid": UID, "generation": 2**80}),
+            sns({"event": "reset", "uid": UID, "ts": 1e308}),
             json.dumps({"event": "reset", "uid": UID, "ts": float("nan")}),
             None,
         ],
