@@ -12,6 +12,7 @@ help:
 	@echo "make test    run the whole test suite (PostgreSQL tests skip if none is reachable)"
 	@echo "make lint    ruff + mypy"
 	@echo "make bench   print the authentication benchmarks"
+	@echo "make fuzz    the property-based tests at length (>= 10,000 examples per target)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,3 +49,10 @@ bench: $(INSTALL_STAMP)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov
+
+# The fuzz tests (tests/test_fuzz.py) with the long Hypothesis profile: at least 10,000
+# examples per target instead of make test's few hundred; the examples run per target are
+# printed at the end ("fuzz examples: <target> = <count>").
+.PHONY: fuzz
+fuzz: $(INSTALL_STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider tests/test_fuzz.py $(PYTEST_ARGS)
