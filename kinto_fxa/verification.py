@@ -349,9 +349,10 @@ class JWKSKeySet:
 
         :raises FxAUnavailable: if the keys are needed but cannot be fetched.
         """
-        if kid is not None and kid in self._keys:
+        known = self._keys.get(kid) if kid is not None else None  # One read: a refresh
+        if known is not None:  # may replace the keys meanwhile.
             self._refresh_if_stale()
-            return [self._keys[kid]]
+            return [known]
         if not self._static and (kid is not None or not self._keys):
             self._fetch(kid)
         else:

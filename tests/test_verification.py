@@ -363,6 +363,22 @@ def test_rate_limiting_is_503_and_not_cached_through_the_app(make_app, fxa_serve
     app.get("/v1/", headers={"Authorization": f"Bearer {token}"}, status=200)
 
 
+def test_backing_off_never_turns_a_jwt_into_a_500(make_app, fxa_server):
+    from tests.conftest import kinto_settings
+
+    app = make_app(kinto_settings(fxa_server.oauth_uri))
+    fxa_server.fail("429", endpoints=("/v1/verify",))
+    opaque = {"Authorization": f"Bearer {fxa_server.mint_opaque(UID)}"}
+    app.get("/v1/buckets", headers=opaque, status=503)
+    fxa_server.fail(None)
+    app.get("/v1/buckets", headers=opaque, status=503)  # Backing off: FxA is not asked.
+    app.get("/v1/", headers={"Authorization": f"Bearer {fxa_server.mint_jwt(UID)}"})
+    header = b64({"alg": "RS256", "typ": "at+JWT", "kid": fxa_server.current_kid})
+    for garbage in (f"{header}.!!!.sig", f"{header}.bm90IGpzb24.c2ln", f"{header}.e30.a"):
+        app.get("/v1/buckets", headers={"Authorization": f"Bearer {garbage}"}, status=401)
+    assert fxa_server.calls["/v1/verify"] == 1
+
+
 @pytest.mark.parametrize(
     ("code", "errno", "outcome"),
     [
