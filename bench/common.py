@@ -2,6 +2,7 @@
 
 import statistics
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -50,9 +51,18 @@ def ratio_of_medians(numerator: list[float], denominator: list[float]) -> float:
     return statistics.median(numerator) / statistics.median(denominator)
 
 
+def pg_rounds(rounds: int) -> int:
+    """Pairs for a PostgreSQL figure: half as many (its requests take several times longer,
+    and its targets are looser)."""
+    return max(rounds // 2, 10)
+
+
+_STARTED = time.monotonic()
+
+
 def progress(message: str) -> None:
     """Where the run is (stderr: stdout is the table)."""
-    print(f"... {message}", file=sys.stderr, flush=True)
+    print(f"... {time.monotonic() - _STARTED:5.0f} s  {message}", file=sys.stderr, flush=True)
 
 
 @dataclass

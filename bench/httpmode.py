@@ -24,6 +24,7 @@ from common import (
     backend_settings,
     interleaved,
     median_ms,
+    pg_rounds,
     progress,
     ratio_of_medians,
 )
@@ -156,7 +157,7 @@ def warm_reads(
     target = WARM_TARGET[backend]
     section = f"HTTP {backend}"
     for clients in (1, 4):
-        pairs = rounds if clients == 1 else max(rounds // 2, 10)
+        pairs = rounds if clients == 1 else max(rounds // clients, 10)  # Same total.
         progress(f"{section}: warm reads, {clients} client(s), {pairs} pairs each")
 
         def work(
@@ -420,9 +421,12 @@ def rss_growth(
         before = server.rss_kb()
         progress(f"{section}: RSS, {count} distinct tokens (cache size {size})")
         start = time.monotonic()
+        half = max(full_at, count // 2)
         accepted = flood(server, minter.iter_mint(uids[:full_at]))
         at_full = server.rss_kb()
-        accepted += flood(server, minter.iter_mint(uids[full_at:]))
+        accepted += flood(server, minter.iter_mint(uids[full_at:half]))
+        at_half = server.rss_kb()
+        accepted += flood(server, minter.iter_mint(uids[half:]))
         after = server.rss_kb()
         seconds = time.monotonic() - start
     if accepted != count:
@@ -445,6 +449,14 @@ def rss_growth(
         "~ 0",
         None,
         f"from token {full_at} to {count}",
+    )
+    table.add(
+        section,
+        "RSS growth, second half of the tokens (MB)",
+        f"{(after - at_half) / 1024:.1f}",
+        "~ 0",
+        None,
+        f"from token {half} to {count}: a plateau if the caches are bounded",
     )
 
 
@@ -471,8 +483,8 @@ def run(
         with KintoServer(workdir, kinto_settings(fxa, postgresql_url)) as server:
             seed(server)
             warm = minter.mint([fxa.uid_for("reader@example.com")])[0]
-            warm_reads(table, server, fxa, warm, POSTGRESQL, rounds)
-            cold_vs_cached(table, server, minter, fxa, POSTGRESQL, rounds)
+            warm_reads(table, server, fxa, warm, POSTGRESQL, pg_rounds(rounds))
+            cold_vs_cached(table, server, minter, fxa, POSTGRESQL, pg_rounds(rounds))
     many_clients(table, workdir, fxa, minter, rounds)
     if rss_tokens > 0:
         rss_growth(table, workdir, fxa, minter, rss_tokens, rss_cache_size)

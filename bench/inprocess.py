@@ -15,6 +15,7 @@ from common import (
     backend_settings,
     interleaved,
     median_ms,
+    pg_rounds,
     progress,
     ratio_of_medians,
 )
@@ -272,10 +273,10 @@ def run(
     if postgresql_url is None:
         table.skipped(f"{SECTION} {POSTGRESQL}", "PostgreSQL unreachable")
     else:
-        warm_reads(table, make_app(fxa, postgresql_url), fxa, POSTGRESQL, rounds)
+        warm_reads(table, make_app(fxa, postgresql_url), fxa, POSTGRESQL, pg_rounds(rounds))
     fxa_calls_for_distinct_tokens(table, fxa, tokens)
     cold_latency(table, fxa, MEMORY, None, rounds)
     if postgresql_url is not None:
-        cold_latency(table, fxa, POSTGRESQL, postgresql_url, rounds)
+        cold_latency(table, fxa, POSTGRESQL, postgresql_url, pg_rounds(rounds))
     bad_token(table, fxa, 100)
     many_clients(table, fxa, rounds)

@@ -84,4 +84,5 @@ def test_bench_reports_every_figure(postgresql_url):
     assert figure(out, HTTP_MEMORY, "FxA calls, 10 vs 1 clients warm") == "0"
     number(out, HTTP_MEMORY, "RSS growth, distinct tokens (MB)")
     number(out, HTTP_MEMORY, "RSS growth once the cache is full (MB)")
+    number(out, HTTP_MEMORY, "RSS growth, second half of the tokens (MB)")
     assert "400 tokens in" in out
