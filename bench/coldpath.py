@@ -32,6 +32,7 @@ import jwt
 from common import postgresql
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
+from fxa.oauth import Client as OAuthClient
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import Pool
@@ -112,7 +113,10 @@ def breakdown(app: Any, fxa: LocalFxAServer, uid: str, cached: str, n: int) -> N
     raw_signature = jwt.utils.base64url_decode(signature)
     numbers = pubkey.public_numbers()
     print(f"\nPieces of the cold path (median of {n} calls each, us; no profiler):")
-    client = verifier._pyfxa_client(verifier.jwks.keys_for(jwk["kid"]))
+    # PyFxA's own check, for comparison (kinto-fxa calls PyJWT directly).
+    client = OAuthClient(
+        server_url=fxa.oauth_uri, cache=None, jwks=verifier.jwks.keys_for(jwk["kid"])
+    )
     options = {"verify_aud": False}
     pkcs1, sha256 = padding.PKCS1v15(), hashes.SHA256()
     message = signing_input.encode()

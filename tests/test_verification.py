@@ -317,6 +317,18 @@ def test_reasons(verifier, fxa_server):
     assert fxa_server.calls["/v1/verify"] == 1
 
 
+def test_fxa_clock_slightly_ahead_or_behind(verifier, fxa_server):
+    # FxA's clock and ours differ by a few seconds: a token FxA just issued must work, one
+    # that expired a moment ago by FxA's clock too (within CLOCK_SKEW_SECONDS), not later.
+    now = int(time.time())
+    skew = verification.CLOCK_SKEW_SECONDS
+    assert verifier.verify(fxa_server.mint_jwt(UID, iat=now + 5)).uid == UID
+    assert verifier.verify(fxa_server.mint_jwt(UID, iat=now - 65, ttl=60)).uid == UID
+    late = fxa_server.mint_jwt(UID, iat=now - 60 - skew - 5, ttl=60)
+    assert refusal(verifier, late) == EXPIRED
+    assert refusal(verifier, fxa_server.mint_jwt(UID, iat=now + skew + 60)) == NOT_YET_VALID
+
+
 def test_reasons_are_short_constants():
     reasons = verification.REASONS
     assert set(reasons) == {
