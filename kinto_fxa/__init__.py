@@ -15,7 +15,6 @@ from pyramid.exceptions import ConfigurationError
 
 from kinto_fxa import metrics
 from kinto_fxa.authentication import Authenticator
-from kinto_fxa.redirects import check_authorized_domains
 from kinto_fxa.revocation import Revocations
 from kinto_fxa.settings import FxASettings, parse_settings
 from kinto_fxa.verification import TokenVerifier, heartbeat_url
@@ -60,7 +59,7 @@ def includeme(config: Configurator) -> None:
     registry.fxa_settings = settings
 
     verifier = TokenVerifier(
-        settings.oauth_uri,
+        settings.oauth_server_url,
         timeout=settings.request_timeout_seconds,
         jwks=settings.jwks,
         jwks_refresh_interval=settings.jwks_refresh_interval_seconds,
@@ -103,7 +102,6 @@ def includeme(config: Configurator) -> None:
 
     config.scan("kinto_fxa.views.params")
     if settings.relier_enabled:
-        check_authorized_domains(settings.authorized_domains)
         config.scan("kinto_fxa.views.relier")
     if settings.webhook_enabled:
         config.scan("kinto_fxa.views.webhook")

@@ -17,15 +17,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kinto.core import errors
 from kinto.core.utils import hmac_digest
 from pyramid import authentication as base_auth
-from pyramid import httpexceptions
 from pyramid.interfaces import IAuthenticationPolicy
 from zope.interface import implementer
 
 from kinto_fxa import metrics
 from kinto_fxa.cache import LocalCache, SafeCache
+from kinto_fxa.responses import bearer_token, service_unavailable
 from kinto_fxa.revocation import Revocations, RevocationUnavailable, is_revoked
 from kinto_fxa.settings import DEFAULT_CLIENT, FxASettings
 from kinto_fxa.verification import FxAUnavailable, InvalidToken, TokenVerifier, VerifiedToken
@@ -287,22 +286,6 @@ class Authenticator:
         )
 
 
-def _unavailable(what: str) -> httpexceptions.HTTPException:
-    return errors.http_error(
-        httpexceptions.HTTPServiceUnavailable(),
-        errno=errors.ERRORS.BACKEND,
-        message=f"{what}; retry later.",
-    )
-
-
-def _bearer_token(authorization: str) -> str | None:
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    token = token.strip()
-    return token or None
-
-
 @implementer(IAuthenticationPolicy)
 class FxAOAuthAuthenticationPolicy(base_auth.CallbackAuthenticationPolicy):
     """Authenticate requests bearing a Firefox Accounts OAuth access token.
@@ -332,7 +315,7 @@ class FxAOAuthAuthenticationPolicy(base_auth.CallbackAuthenticationPolicy):
                 outcome = "refused" if identity is None else "accepted"
                 request.registry.fxa_authenticator.count(outcome, "memo")
             return identity
-        identity = self._authenticate(request, _bearer_token(authorization))
+        identity = self._authenticate(request, bearer_token(authorization))
         known[authorization] = identity
         return identity
 
@@ -346,9 +329,13 @@ class FxAOAuthAuthenticationPolicy(base_auth.CallbackAuthenticationPolicy):
             return authenticator.authenticate(token)
         except FxAUnavailable as e:
             logger.error("FxA token verification unavailable: %s", e)
-            raise _unavailable("Firefox Accounts could not verify the token") from e
+            raise service_unavailable(
+                "Firefox Accounts could not verify the token; retry later."
+            ) from e
         except RevocationUnavailable as e:
-            raise _unavailable("The token's revocation status could not be read") from e
+            raise service_unavailable(
+                "The token's revocation status could not be read; retry later."
+            ) from e
 
     def unauthenticated_userid(self, request: Any) -> str | None:
         identity = self._identity(request)
@@ -374,6 +361,6 @@ class FxAOAuthAuthenticationPolicy(base_auth.CallbackAuthenticationPolicy):
         challenge = f'Bearer realm="{self.realm}"'
         authorization = request.headers.get("Authorization", "")
         known = request.bound_data.get(BOUND_DATA_KEY, {})
-        if known.get(authorization, True) is None and _bearer_token(authorization) is not None:
+        if known.get(authorization, True) is None and bearer_token(authorization) is not None:
             challenge += ', error="invalid_token"'  # A token was presented, and refused.
         return [("WWW-Authenticate", challenge)]

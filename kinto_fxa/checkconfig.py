@@ -225,7 +225,7 @@ def _clients_section(report: Report, fxa: FxASettings) -> None:
 
 
 def _routing_section(report: Report, fxa: FxASettings) -> None:
-    policy = fxa.policy_name
+    policy = fxa.policy_names[0]
     routed = fxa.routed_clients
     if fxa.extra_clients and not fxa.accept_top_level_tokens:
         lines = [

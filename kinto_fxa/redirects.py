@@ -39,7 +39,6 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from functools import lru_cache
 from urllib.parse import SplitResult, urlsplit
 
 from pyramid.exceptions import ConfigurationError
@@ -171,19 +170,6 @@ def parse_patterns(patterns: Iterable[str]) -> tuple[DomainPattern, ...]:
             parsed.append(parse_pattern(raw))
         except ValueError as e:
             raise ConfigurationError(f"{SETTING_NAME}: {e}") from None
-    return tuple(parsed)
-
-
-@lru_cache(maxsize=16)
-def authorized_patterns(patterns: tuple[str, ...]) -> tuple[DomainPattern, ...]:
-    """The valid patterns among ``patterns`` (invalid ones, reported at startup by
-    :func:`check_authorized_domains`, authorize nothing)."""
-    parsed = []
-    for raw in patterns:
-        try:
-            parsed.append(parse_pattern(raw))
-        except ValueError:
-            continue
     return tuple(parsed)
 
 

@@ -6,8 +6,8 @@ settings dict: a bad value fails at startup with a message naming the setting.
 
 import json
 import warnings
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,10 +16,15 @@ from fxa.constants import ENVIRONMENT_URLS
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool, aslist
 
+from kinto_fxa.redirects import DomainPattern, check_authorized_domains
+from kinto_fxa.verification import PRODUCTION_OAUTH_URI
+
 
 PREFIX = "fxa-oauth."
 DEFAULT_CLIENT = "default"
 DEFAULT_POLICY_NAME = "fxa"
+#: The top-level client's default ``requested_scope`` and ``required_scope``.
+DEFAULT_SCOPE = "profile"
 DEFAULT_WEBHOOK_ISSUER = "https://accounts.firefox.com/"
 #: The ``iss`` of FxA production's access tokens: the default of ``fxa-oauth.issuer``.
 PRODUCTION_ISSUER = "https://accounts.firefox.com"
@@ -31,31 +36,6 @@ KNOWN_ISSUERS: dict[str, str] = {
 }
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 POLICY_CLASS_NAME = "FxAOAuthAuthenticationPolicy"
-
-DEFAULTS: dict[str, Any] = {
-    "oauth_uri": None,
-    "client_id": None,
-    "client_secret": None,
-    "redirect_uri": None,
-    "requested_scope": "profile",
-    "required_scope": "profile",
-    "cache_ttl_seconds": 300,
-    "negative_cache_ttl_seconds": 60,
-    "local_cache_ttl_seconds": 10,
-    "local_cache_size": 10000,
-    "state.ttl_seconds": 3600,
-    "heartbeat_timeout_seconds": 3,
-    "request_timeout_seconds": 5,
-    "jwks": None,
-    "jwks_refresh_interval_seconds": 60,
-    "jwks_max_age_seconds": 300,
-    "issuer": None,
-    "relier.enabled": True,
-    "accept_top_level_tokens": False,
-    "webapp.authorized_domains": "",
-    "webhook.enabled": False,
-    "webhook.issuer": None,
-}
 
 CLIENT_KEYS = (
     "client_id",
@@ -111,38 +91,157 @@ class ClientConfig:
         return all(scope.split(":")[0] in OPEN_SCOPES for scope in self.required_scope)
 
 
+# Parsers of the scalar settings: ``(raw value, full setting name) -> value``.
+
+
+def _whole(minimum: int = 0) -> Callable[[Any, str], int]:
+    def parse(raw: Any, name: str) -> int:
+        try:
+            value = int(str(raw).strip())
+        except (TypeError, ValueError):
+            raise ConfigurationError(f"{name} must be a whole number, got {raw!r}") from None
+        if value < minimum:
+            raise ConfigurationError(f"{name} must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+def _positive(raw: Any, name: str) -> float:
+    try:
+        value = float(str(raw).strip())
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigurationError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _flag(raw: Any, name: str) -> bool:
+    return asbool(raw)
+
+
+def _words(raw: Any, name: str) -> tuple[str, ...]:
+    return tuple(aslist(raw or ""))
+
+
+def _as_url(value: Any, name: str) -> str | None:
+    if value is None or str(value).strip() == "":
+        return None
+    url = str(value).strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}")
+    return url
+
+
+def _as_str(value: Any, name: str = "") -> str | None:
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def _parse_jwks(raw: Any, name: str) -> tuple[dict[str, Any], ...] | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError as e:
+        raise ConfigurationError(f"{name} must be JSON ({e})") from None
+    keys = parsed.get("keys") if isinstance(parsed, dict) else parsed
+    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
+        raise ConfigurationError(f"{name} must be a JWKS object or a list of JWK objects")
+    from jwt.algorithms import RSAAlgorithm  # Fail now rather than on the first token.
+
+    for key in keys:
+        try:
+            RSAAlgorithm.from_jwk(json.dumps(key))
+        except Exception as e:
+            raise ConfigurationError(f"{name} holds an unusable key ({e})") from None
+    return tuple(keys)
+
+
+def setting(key: str, parse: Callable[[Any, str], Any], default: Any) -> Any:
+    """A field of :class:`FxASettings` read from ``fxa-oauth.<key>``: its one declaration
+    (name, parser, default); :func:`parse_settings` reads every such field."""
+    return field(
+        default=parse(default, PREFIX + key),
+        metadata={"key": key, "parse": parse, "default": default},
+    )
+
+
 @dataclass(frozen=True)
 class FxASettings:
-    oauth_uri: str | None
+    """Every ``fxa-oauth.*`` setting, parsed. The simple ones are declared once, below,
+    with :func:`setting`; the clients and what follows from other settings are derived."""
+
     default_client: ClientConfig
-    extra_clients: tuple[ClientConfig, ...]
-    cache_ttl_seconds: int
-    negative_cache_ttl_seconds: int
-    local_cache_ttl_seconds: int
-    local_cache_size: int
-    state_ttl_seconds: int
-    heartbeat_timeout_seconds: float
-    request_timeout_seconds: float
-    jwks: tuple[dict[str, Any], ...] | None
-    jwks_refresh_interval_seconds: int
-    relier_enabled: bool
-    accept_top_level_tokens: bool
-    authorized_domains: tuple[str, ...]
-    webhook_enabled: bool
-    webhook_issuer: str
+    extra_clients: tuple[ClientConfig, ...] = ()
+    #: The multiauth names of the FxA policies (prefixes of user ids).
     policy_names: tuple[str, ...] = (DEFAULT_POLICY_NAME,)
     userid_hmac_secret: str = ""
-    #: The ``iss`` JWT access tokens must carry (compared ignoring one trailing slash).
-    issuer: str = PRODUCTION_ISSUER
-    #: Whether ``issuer`` was derived (``fxa-oauth.issuer`` unset), not set.
-    issuer_is_default: bool = False
+
+    oauth_uri: str | None = setting("oauth_uri", _as_url, None)
+    cache_ttl_seconds: int = setting("cache_ttl_seconds", _whole(), 300)
+    negative_cache_ttl_seconds: int = setting("negative_cache_ttl_seconds", _whole(), 60)
+    local_cache_ttl_seconds: int = setting("local_cache_ttl_seconds", _whole(), 10)
+    local_cache_size: int = setting("local_cache_size", _whole(), 10000)
+    state_ttl_seconds: int = setting("state.ttl_seconds", _whole(minimum=1), 3600)
+    heartbeat_timeout_seconds: float = setting("heartbeat_timeout_seconds", _positive, 3)
+    request_timeout_seconds: float = setting("request_timeout_seconds", _positive, 5)
+    jwks: tuple[dict[str, Any], ...] | None = setting("jwks", _parse_jwks, None)
+    jwks_refresh_interval_seconds: int = setting("jwks_refresh_interval_seconds", _whole(), 60)
     #: Keys fetched that long ago are refreshed in the background; 0: never.
-    jwks_max_age_seconds: int = 300
+    jwks_max_age_seconds: int = setting("jwks_max_age_seconds", _whole(), 300)
+    #: ``fxa-oauth.issuer`` as configured (see :attr:`issuer`).
+    configured_issuer: str | None = setting("issuer", _as_url, None)
+    relier_enabled: bool = setting("relier.enabled", _flag, True)
+    accept_top_level_tokens: bool = setting("accept_top_level_tokens", _flag, False)
+    authorized_domains: tuple[str, ...] = setting("webapp.authorized_domains", _words, "")
+    webhook_enabled: bool = setting("webhook.enabled", _flag, False)
+    #: ``fxa-oauth.webhook.issuer`` as configured (see :attr:`webhook_issuer`).
+    configured_webhook_issuer: str | None = setting("webhook.issuer", _as_str, None)
+
+    #: The ``authorized_domains`` patterns, parsed once (none when the relier is off).
+    authorized_patterns: tuple[DomainPattern, ...] = field(default=(), compare=False)
     clients_by_name: dict[str, ClientConfig] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         by_name = {c.name: c for c in self.clients}
         object.__setattr__(self, "clients_by_name", by_name)
+        if self.relier_enabled and not self.authorized_patterns:
+            object.__setattr__(
+                self, "authorized_patterns", check_authorized_domains(self.authorized_domains)
+            )
+
+    @property
+    def oauth_server_url(self) -> str:
+        """The FxA OAuth server to talk to: ``oauth_uri``, else FxA production's."""
+        return self.oauth_uri or PRODUCTION_OAUTH_URI
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` JWT access tokens must carry (compared ignoring one trailing slash):
+        ``fxa-oauth.issuer``, else that of the FxA environment ``oauth_uri`` names, else
+        FxA production's (another FxA's tokens are then refused until it is set)."""
+        if self.configured_issuer is not None:
+            return self.configured_issuer
+        host = urlsplit(self.oauth_uri).hostname if self.oauth_uri is not None else None
+        return KNOWN_ISSUERS.get(str(host), PRODUCTION_ISSUER)
+
+    @property
+    def issuer_is_default(self) -> bool:
+        """Whether :attr:`issuer` was derived (``fxa-oauth.issuer`` unset), not set."""
+        return self.configured_issuer is None
+
+    @property
+    def webhook_issuer(self) -> str:
+        """``fxa-oauth.webhook.issuer``, by default :attr:`issuer` (FxA's Security Event
+        Tokens end it with ``/``)."""
+        if self.configured_webhook_issuer is not None:
+            return self.configured_webhook_issuer
+        return self.issuer.rstrip("/") + "/"
 
     @property
     def clients(self) -> tuple[ClientConfig, ...]:
@@ -152,11 +251,6 @@ class FxASettings:
     @property
     def client_ids(self) -> set[str]:
         return {c.client_id for c in self.clients if c.client_id}
-
-    @property
-    def policy_name(self) -> str:
-        """The multiauth name of the (first) FxA policy, the prefix of user ids."""
-        return self.policy_names[0]
 
     @property
     def routed_clients(self) -> tuple[ClientConfig, ...]:
@@ -219,97 +313,14 @@ class FxASettings:
         return [f"{policy}:{c.user_id(uid)}" for policy in self.policy_names for c in self.clients]
 
 
-def _setting_name(key: str) -> str:
-    return PREFIX + key
-
-
-def _as_int(settings: Mapping[str, Any], key: str, minimum: int = 0) -> int:
-    raw = settings[key]
-    try:
-        value = int(str(raw).strip())
-    except (TypeError, ValueError):
-        raise ConfigurationError(
-            f"{_setting_name(key)} must be a whole number, got {raw!r}"
-        ) from None
-    if value < minimum:
-        raise ConfigurationError(f"{_setting_name(key)} must be >= {minimum}, got {value}")
-    return value
-
-
-def _as_float(settings: Mapping[str, Any], key: str) -> float:
-    raw = settings[key]
-    try:
-        value = float(str(raw).strip())
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{_setting_name(key)} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigurationError(f"{_setting_name(key)} must be > 0, got {value}")
-    return value
-
-
-def _as_url(value: Any, name: str) -> str | None:
-    if value is None or str(value).strip() == "":
-        return None
-    url = str(value).strip()
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigurationError(f"{name} must be an http(s) URL, got {url!r}")
-    return url
-
-
-def _as_str(value: Any) -> str | None:
-    if value is None:
-        return None
-    value = str(value).strip()
-    return value or None
-
-
-def _issuer(settings: Mapping[str, Any], oauth_uri: str | None) -> tuple[str, bool]:
-    """The expected ``iss`` of access tokens, and whether it was derived from ``oauth_uri``.
-
-    Unset, it is the issuer of the FxA environment ``oauth_uri`` names (production when
-    unset), else FxA production's: another FxA's tokens are refused until it is set.
-    """
-    explicit = _as_url(settings["issuer"], _setting_name("issuer"))
-    if explicit is not None:
-        return explicit, False
-    host = urlsplit(oauth_uri).hostname if oauth_uri is not None else None
-    return KNOWN_ISSUERS.get(str(host), PRODUCTION_ISSUER), True
-
-
-def _webhook_issuer(settings: Mapping[str, Any], issuer: str) -> str:
-    """``fxa-oauth.webhook.issuer``, by default ``issuer`` (FxA's SETs end it with ``/``)."""
-    explicit = _as_str(settings["webhook.issuer"])
-    return explicit if explicit is not None else issuer.rstrip("/") + "/"
-
-
-def _parse_jwks(raw: Any) -> tuple[dict[str, Any], ...] | None:
-    if raw is None or str(raw).strip() == "":
-        return None
-    name = _setting_name("jwks")
-    try:
-        parsed = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError as e:
-        raise ConfigurationError(f"{name} must be JSON ({e})") from None
-    keys = parsed.get("keys") if isinstance(parsed, dict) else parsed
-    if not isinstance(keys, list) or not all(isinstance(k, dict) for k in keys):
-        raise ConfigurationError(f"{name} must be a JWKS object or a list of JWK objects")
-    from jwt.algorithms import RSAAlgorithm  # Fail now rather than on the first token.
-
-    for key in keys:
-        try:
-            RSAAlgorithm.from_jwk(json.dumps(key))
-        except Exception as e:
-            raise ConfigurationError(f"{name} holds an unusable key ({e})") from None
-    return tuple(keys)
-
-
-def _client(settings: Mapping[str, Any], prefix: str, name: str) -> ClientConfig:
+def _client(
+    settings: Mapping[str, Any], prefix: str, name: str, default_scope: str = ""
+) -> ClientConfig:
     def get(key: str, default: Any = None) -> Any:
         return settings.get(prefix + key, default)
 
-    requested = tuple(aslist(get("requested_scope", "") or ""))
-    required = tuple(aslist(get("required_scope", "") or ""))
+    requested = tuple(aslist(get("requested_scope", default_scope) or ""))
+    required = tuple(aslist(get("required_scope", default_scope) or ""))
     if not required:
         raise ConfigurationError(f"{PREFIX}{prefix}required_scope must not be empty")
     return ClientConfig(
@@ -382,10 +393,7 @@ def parse_settings(raw_settings: Mapping[str, Any]) -> FxASettings:
 
     :raises pyramid.exceptions.ConfigurationError: naming the bad setting.
     """
-    settings: dict[str, Any] = {k: v for k, v in DEFAULTS.items()}
-    for key, value in raw_settings.items():
-        if key.startswith(PREFIX):
-            settings[key[len(PREFIX) :]] = value
+    settings = {k[len(PREFIX) :]: v for k, v in raw_settings.items() if k.startswith(PREFIX)}
 
     if "scope" in settings:
         warnings.warn(
@@ -396,34 +404,19 @@ def parse_settings(raw_settings: Mapping[str, Any]) -> FxASettings:
         )
         settings["requested_scope"] = settings["required_scope"] = settings["scope"]
 
-    default_client = _client(settings, "", DEFAULT_CLIENT)
-    extra_clients = _extra_clients(settings)
-
-    oauth_uri = _as_url(settings["oauth_uri"], _setting_name("oauth_uri"))
-    issuer, issuer_is_default = _issuer(settings, oauth_uri)
+    values = {
+        f.name: f.metadata["parse"](
+            settings.get(f.metadata["key"], f.metadata["default"]), PREFIX + f.metadata["key"]
+        )
+        for f in fields(FxASettings)
+        if "key" in f.metadata
+    }
     parsed = FxASettings(
-        oauth_uri=oauth_uri,
-        default_client=default_client,
-        extra_clients=extra_clients,
-        cache_ttl_seconds=_as_int(settings, "cache_ttl_seconds"),
-        negative_cache_ttl_seconds=_as_int(settings, "negative_cache_ttl_seconds"),
-        local_cache_ttl_seconds=_as_int(settings, "local_cache_ttl_seconds"),
-        local_cache_size=_as_int(settings, "local_cache_size"),
-        state_ttl_seconds=_as_int(settings, "state.ttl_seconds", minimum=1),
-        heartbeat_timeout_seconds=_as_float(settings, "heartbeat_timeout_seconds"),
-        request_timeout_seconds=_as_float(settings, "request_timeout_seconds"),
-        jwks=_parse_jwks(settings["jwks"]),
-        jwks_refresh_interval_seconds=_as_int(settings, "jwks_refresh_interval_seconds"),
-        relier_enabled=asbool(settings["relier.enabled"]),
-        accept_top_level_tokens=asbool(settings["accept_top_level_tokens"]),
-        authorized_domains=tuple(aslist(settings["webapp.authorized_domains"] or "")),
-        webhook_enabled=asbool(settings["webhook.enabled"]),
-        webhook_issuer=_webhook_issuer(settings, issuer),
+        default_client=_client(settings, "", DEFAULT_CLIENT, DEFAULT_SCOPE),
+        extra_clients=_extra_clients(settings),
         policy_names=_policy_names(raw_settings),
         userid_hmac_secret=str(raw_settings.get("userid_hmac_secret", "") or ""),
-        issuer=issuer,
-        issuer_is_default=issuer_is_default,
-        jwks_max_age_seconds=_as_int(settings, "jwks_max_age_seconds"),
+        **values,
     )
     _check_routing(parsed)
     return parsed

@@ -46,6 +46,7 @@ import jwt
 import requests
 from fxa import errors as fxa_errors
 from fxa._utils import APIClient
+from fxa.oauth import Client as OAuthClient
 from jwt.algorithms import RSAAlgorithm
 from jwt.utils import base64url_decode
 
@@ -125,14 +126,33 @@ class VerifiedToken:
     expires_at: float | None = None
 
 
-def build_api_client(server_url: str, timeout: float) -> APIClient:
-    """A PyFxA API client with a bounded timeout and no automatic retries."""
+def build_api_client(
+    server_url: str, timeout: float, session: requests.Session | None = None
+) -> APIClient:
+    """A PyFxA API client with a bounded timeout and no automatic retries (PyFxA's own
+    session retries POSTs 3 times with backoff)."""
     server_url = server_url.rstrip("/")
     if not server_url.endswith("/v1"):
         server_url += "/v1"
-    apiclient = APIClient(server_url, session=requests.Session())
+    apiclient = APIClient(server_url, session=session or requests.Session())
     apiclient.timeout = timeout
     return apiclient
+
+
+def oauth_client(
+    server_url: str,
+    timeout: float,
+    client_id: str | None,
+    client_secret: str | None,
+    session: requests.Session,
+) -> OAuthClient:
+    """PyFxA's OAuth client of one relier client, talking through :func:`build_api_client`
+    over ``session`` (the caller closes it)."""
+    client = OAuthClient(
+        client_id=client_id, client_secret=client_secret, server_url=server_url, cache=None
+    )
+    client.apiclient = build_api_client(server_url, timeout, session)
+    return client
 
 
 def heartbeat_url(oauth_uri: str) -> str:

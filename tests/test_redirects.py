@@ -13,11 +13,11 @@ from kinto_fxa.redirects import (
     RedirectTarget,
     UnauthorizedRedirect,
     authorize_redirect,
-    authorized_patterns,
     check_authorized_domains,
     parse_pattern,
     parse_patterns,
 )
+from kinto_fxa.settings import parse_settings
 from tests.conftest import kinto_settings
 
 
@@ -204,11 +204,21 @@ def test_malformed_patterns_fail_at_startup(pattern: str) -> None:
         check_authorized_domains(["good.com", pattern])
 
 
-def test_malformed_patterns_authorize_nothing_at_request_time() -> None:
-    patterns = authorized_patterns(("https://good.com", "example.com"))
-    assert [p.raw for p in patterns] == ["example.com"]
+def test_patterns_are_parsed_once_into_the_settings() -> None:
+    settings = parse_settings(
+        {"fxa-oauth.webapp.authorized_domains": "*.example.com app.test:8000"}
+    )
+    assert [p.raw for p in settings.authorized_patterns] == ["*.example.com", "app.test:8000"]
+    authorize_redirect("https://a.example.com/#", settings.authorized_patterns)
     with pytest.raises(UnauthorizedRedirect):
-        authorize_redirect("https://good.com/#", patterns)
+        authorize_redirect("https://example.com/#", settings.authorized_patterns)
+
+
+def test_patterns_are_not_parsed_with_the_relier_off() -> None:
+    settings = parse_settings(
+        {"fxa-oauth.relier.enabled": "false", "fxa-oauth.webapp.authorized_domains": "a b:c"}
+    )
+    assert settings.authorized_patterns == ()
 
 
 @pytest.mark.parametrize("pattern", ["*", "*:*", "*.*", "*:8080"])

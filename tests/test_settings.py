@@ -92,7 +92,7 @@ def test_policy_name_comes_from_multiauth():
             "FxAOAuthAuthenticationPolicy",
         }
     )
-    assert s.policy_name == "accounts"
+    assert s.policy_names == ("accounts",)
     assert s.user_ids("u") == ["accounts:u"]
 
 
@@ -207,3 +207,25 @@ def test_jwks_max_age():
     assert parse_settings({"fxa-oauth.jwks_max_age_seconds": "0"}).jwks_max_age_seconds == 0
     with pytest.raises(ConfigurationError, match=r"fxa-oauth\.jwks_max_age_seconds"):
         parse_settings({"fxa-oauth.jwks_max_age_seconds": "soon"})
+
+
+def test_the_readme_documents_every_setting_with_its_default():
+    # Each setting is declared once (``settings.setting``); the README's table must follow.
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    from kinto_fxa.settings import PREFIX, FxASettings
+
+    readme = (Path(__file__).parent.parent / "README.rst").read_text()
+    rows = dict(re.findall(r"^``(fxa-oauth\.[\w.<>*]+)``\s+(\S.*?)\s{2,}", readme, re.MULTILINE))
+    for f in dataclasses.fields(FxASettings):
+        if "key" not in f.metadata:
+            continue
+        name, default = PREFIX + f.metadata["key"], f.metadata["default"]
+        assert name in rows, f"{name} is not in the README's settings table"
+        if default in (None, ""):
+            assert rows[name].startswith(("*(", "FxA's", "the ")), (name, rows[name])
+        else:
+            shown = str(default).lower() if isinstance(default, bool) else str(default)
+            assert rows[name] == f"``{shown}``", (name, rows[name])

@@ -11,7 +11,6 @@ from kinto.core.resource.schema import ErrorResponseSchema
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from kinto_fxa.settings import ClientConfig, FxASettings
-from kinto_fxa.verification import PRODUCTION_OAUTH_URI
 
 
 class ParamsSchema(colander.MappingSchema):
@@ -44,7 +43,7 @@ def oauth_params(settings: FxASettings) -> dict[str, Any]:
     """The body of ``GET /fxa-oauth/params``."""
     return {
         **client_params(settings.default_client),
-        "oauth_uri": settings.oauth_uri or PRODUCTION_OAUTH_URI,
+        "oauth_uri": settings.oauth_server_url,
         "clients": {client.name: client_params(client) for client in settings.extra_clients},
     }
 

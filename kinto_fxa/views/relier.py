@@ -19,18 +19,13 @@ Codes and tokens are never logged (the code is also masked in Kinto's request su
 responses carrying them are neither cached nor sent as ``Referer``.
 """
 
-import hashlib
-import hmac
 import logging
 import re
-import secrets
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import colander
 import requests
 from fxa import errors as fxa_errors
-from fxa.oauth import Client as OAuthClient
 from kinto.core import Service
 from kinto.core.cornice.validators import colander_validator
 from kinto.core.errors import ERRORS, http_error, raise_invalid
@@ -40,22 +35,23 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from kinto_fxa import metrics
+from kinto_fxa.logins import CACHE_PREFIX, LoginExpired, OtherBrowser, PendingLogins
 from kinto_fxa.redirects import (
     MAX_URL_LENGTH,
     UnauthorizedRedirect,
     authorize_redirect,
-    authorized_patterns,
 )
+from kinto_fxa.responses import no_store, service_unavailable
 from kinto_fxa.settings import DEFAULT_CLIENT, ClientConfig, FxASettings
-from kinto_fxa.verification import PRODUCTION_OAUTH_URI, build_api_client
+from kinto_fxa.verification import oauth_client
 
 
 logger = logging.getLogger(__name__)
 
-STATE_CACHE_PREFIX = "fxa-oauth.state:"
+STATE_CACHE_PREFIX = CACHE_PREFIX
 STATE_COOKIE = "fxa-oauth-state"
-#: Random bytes in a state and in a cookie binding (256 bits).
-SECRET_BYTES = 32
+#: The token endpoint's service (route) name: the state cookie is only sent there.
+TOKEN_SERVICE = "fxa-oauth-token"
 ACTIONS = ("signin", "signup", "email", "force_auth")
 DEFAULT_ACTION = "signin"
 REDACTED = "<redacted>"
@@ -154,76 +150,23 @@ TOKEN_RESPONSES = {
 }
 
 
-# --- Pending logins (stored in Kinto's cache) -----------------------------------------
-
-
-@dataclass(frozen=True)
-class PendingLogin:
-    """What the token step needs from the login step, under ``fxa-oauth.state:<state>``."""
-
-    redirect: str
-    code_verifier: str
-    client: str
-    #: SHA-256 of the browser's cookie value (the cache never holds the cookie itself).
-    binding: str
-
-    @classmethod
-    def from_json(cls, data: Any) -> "PendingLogin | None":
-        """Rebuild from the cache; ``None`` for anything unexpected."""
-        if not isinstance(data, dict):
-            return None
-        try:
-            pending = cls(**{key: data[key] for key in cls.__dataclass_fields__})
-        except KeyError:
-            return None
-        if not all(isinstance(value, str) for value in asdict(pending).values()):
-            return None
-        return pending
-
-
-def _binding_digest(cookie_value: str) -> str:
-    return hashlib.sha256(cookie_value.encode("utf-8")).hexdigest()
-
-
-def _state_key(state: str) -> str:
-    return STATE_CACHE_PREFIX + state
-
-
 # --- Helpers ---------------------------------------------------------------------------
 
 
-def _oauth_client(settings: FxASettings, client: ClientConfig) -> Any:
-    """A PyFxA client for ``client`` with a bounded timeout and no retries."""
-    server_url = settings.oauth_uri or PRODUCTION_OAUTH_URI
-    oauth = OAuthClient(
-        client_id=client.client_id,
-        client_secret=client.client_secret,
-        server_url=server_url,
-        cache=None,
-    )
-    oauth.apiclient = build_api_client(server_url, settings.request_timeout_seconds)
-    return oauth
+def _pending_logins(request: Any) -> PendingLogins:
+    return PendingLogins(request.registry.cache, request.registry.fxa_settings.state_ttl_seconds)
 
 
 def _redirect(location: str) -> Response:
-    """A bodiless 302, neither cached nor leaking its URL as ``Referer``."""
+    """A bodiless 302 to a URL that may carry a token or a code."""
     response = Response(status=302)
     response.location = location
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    return response
+    return no_store(response)
 
 
 def _cookie_path(request: Any) -> str:
     # Only sent back to the token endpoint.
-    return str(request.route_path(token.name))
-
-
-def _unavailable(message: str) -> httpexceptions.HTTPException:
-    return http_error(
-        httpexceptions.HTTPServiceUnavailable(), errno=ERRORS.BACKEND, message=message
-    )
+    return str(request.route_path(TOKEN_SERVICE))
 
 
 def count_responses(endpoint: str) -> Any:
@@ -285,7 +228,7 @@ def login_validator(request: Any, **kwargs: Any) -> None:
     if query.get("action") == "force_auth" and "email" not in query:
         request.errors.add("querystring", "email", "Required with action=force_auth")
     try:
-        authorize_redirect(query["redirect"], authorized_patterns(settings.authorized_domains))
+        authorize_redirect(query["redirect"], settings.authorized_patterns)
     except UnauthorizedRedirect as e:
         request.errors.add("querystring", "redirect", f"Unauthorized redirect URL: {e}")
 
@@ -305,20 +248,20 @@ def get_login(request: Any) -> Response:
     client = settings.clients_by_name[query.get("client", DEFAULT_CLIENT)]
     if client.client_id is None:
         logger.error("FxA login refused: no client_id configured for client %r", client.name)
-        raise _unavailable("Firefox Accounts login is not configured on this server.")
+        raise service_unavailable("Firefox Accounts login is not configured on this server.")
 
-    oauth = _oauth_client(settings, client)
+    with requests.Session() as session:  # Builds URLs only: no call to FxA here.
+        oauth = oauth_client(
+            settings.oauth_server_url,
+            settings.request_timeout_seconds,
+            client.client_id,
+            client.client_secret,
+            session,
+        )
     challenge, verifier = oauth.generate_pkce_challenge()
-    state = secrets.token_urlsafe(SECRET_BYTES)
-    cookie_value = secrets.token_urlsafe(SECRET_BYTES)
-    pending = PendingLogin(
-        redirect=query["redirect"],
-        code_verifier=verifier["code_verifier"],
-        client=client.name,
-        binding=_binding_digest(cookie_value),
+    state, cookie_value = _pending_logins(request).start(
+        query["redirect"], verifier["code_verifier"], client.name
     )
-    request.registry.cache.set(_state_key(state), asdict(pending), ttl=settings.state_ttl_seconds)
-
     location = oauth.get_redirect_url(
         state=state,
         scope=" ".join(client.requested_scope),
@@ -343,7 +286,7 @@ def get_login(request: Any) -> Response:
 # --- Token -----------------------------------------------------------------------------
 
 token = Service(
-    name="fxa-oauth-token",
+    name=TOKEN_SERVICE,
     path="/fxa-oauth/token",
     description="Finish a Firefox Accounts login: trade the code, redirect to the web app",
     validators=(count_responses("token"),),
@@ -356,27 +299,6 @@ def redact_code(request: Any, **kwargs: Any) -> None:
     if "code" in query:
         query["code"] = REDACTED
         request.log_context(querystring=query)
-
-
-def _consume_state(request: Any, state: str, cookie_value: str | None) -> PendingLogin:
-    """The pending login of ``state``, if this browser started it; it is then forgotten.
-
-    The state is looked up first, so that a reload of the callback after success (the
-    cookie was just deleted) or a login whose state and cookie expired together is told
-    "expired or completed" (408), not "another browser" (401). A missing or mismatching
-    cookie does not consume the state: someone replaying a stolen callback URL cannot spoil
-    the genuine user's login. The deletion decides who consumed it.
-    """
-    cache = request.registry.cache
-    key = _state_key(state)
-    pending = PendingLogin.from_json(cache.get(key))
-    if pending is None:
-        raise _session_expired()
-    if not cookie_value or not hmac.compare_digest(pending.binding, _binding_digest(cookie_value)):
-        raise _browser_mismatch()
-    if PendingLogin.from_json(cache.delete(key)) is None:
-        raise _session_expired()  # Another request consumed it meanwhile.
-    return pending
 
 
 def _session_expired() -> httpexceptions.HTTPException:
@@ -402,7 +324,15 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
     :raises HTTPBadRequest: FxA refuses the code.
     :raises HTTPServiceUnavailable: FxA cannot be reached or answers nonsense.
     """
-    oauth = _oauth_client(request.registry.fxa_settings, client)
+    settings: FxASettings = request.registry.fxa_settings
+    session = requests.Session()  # One per trade, closed after it.
+    oauth = oauth_client(
+        settings.oauth_server_url,
+        settings.request_timeout_seconds,
+        client.client_id,
+        client.client_secret,
+        session,
+    )
     metrics_ = metrics.for_registry(request.registry)
     try:
         with metrics_.timed(metrics.FXA_CALL_DURATION, endpoint="token"):
@@ -418,15 +348,15 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
     except (requests.RequestException, fxa_errors.Error) as e:
         logger.error("Could not trade an authorization code with FxA: %r", e)
         metrics_.count(metrics.FXA_CALL_FAILURES, endpoint="token", kind=_failure_kind(e))
-        raise _unavailable("Firefox Accounts is unavailable: please retry later.") from e
+        raise service_unavailable("Firefox Accounts is unavailable: please retry later.") from e
     finally:
-        oauth.apiclient._session.close()  # One session per trade: close its connections.
+        session.close()
 
     access_token = answer.get("access_token") if isinstance(answer, dict) else None
     if not isinstance(access_token, str) or not ACCESS_TOKEN_RE.fullmatch(access_token):
         logger.error("FxA answered an unexpected access token")
         metrics_.count(metrics.FXA_CALL_FAILURES, endpoint="token", kind="malformed")
-        raise _unavailable("Firefox Accounts answered unexpectedly: please retry later.")
+        raise service_unavailable("Firefox Accounts answered unexpectedly: please retry later.")
     return access_token
 
 
@@ -441,7 +371,14 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
 def get_token(request: Any) -> Response:
     """Trade the FxA code and redirect the browser to the web app with the token."""
     query = request.validated["querystring"]
-    pending = _consume_state(request, query["state"], request.cookies.get(STATE_COOKIE))
+    try:
+        pending = _pending_logins(request).consume(
+            query["state"], request.cookies.get(STATE_COOKIE)
+        )
+    except LoginExpired:
+        raise _session_expired() from None
+    except OtherBrowser:
+        raise _browser_mismatch() from None
 
     settings: FxASettings = request.registry.fxa_settings
     client = settings.clients_by_name.get(pending.client)
