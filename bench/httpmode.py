@@ -331,18 +331,29 @@ def many_clients(
     ):
         for server in (one, ten):
             seed(server)
-        c1, c10 = Client(one), Client(ten)
+        c1, c10 = Client(one, measure_cpu=True), Client(ten, measure_cpu=True)
         warm = minter.mint([known], scope=scope)[0]
         for _ in range(WARMUP):
             c1.read(warm)
             c10.read(warm)
         progress(f"{section}: 10 clients vs 1, {rounds} pairs cold and warm")
         fresh = iter(minter.mint([known] * 2 * rounds, scope=scope))
+        cpu: dict[tuple[str, Client], list[float]] = {}
+
+        def read(kind: str, client: Client, token: str) -> float:
+            elapsed = client.read(token)
+            cpu.setdefault((kind, client), []).append(client.last_cpu)
+            return elapsed
+
         cold_one, cold_ten = interleaved(
-            rounds, lambda: c1.read(next(fresh)), lambda: c10.read(next(fresh))
+            rounds,
+            lambda: read("cold", c1, next(fresh)),
+            lambda: read("cold", c10, next(fresh)),
         )
         fxa.reset_calls()
-        warm_one, warm_ten = interleaved(rounds, lambda: c1.read(warm), lambda: c10.read(warm))
+        warm_one, warm_ten = interleaved(
+            rounds, lambda: read("warm", c1, warm), lambda: read("warm", c10, warm)
+        )
         calls = fxa.calls.total()
         for kind, ten_times, one_times in (
             ("cold", cold_ten, cold_one),
@@ -357,6 +368,17 @@ def many_clients(
                 ratio <= CLIENTS_TARGET,
                 f"ratio of medians, {rounds} pairs; "
                 f"{median_ms(ten_times):.2f} / {median_ms(one_times):.2f} ms",
+            )
+            ten_cpu, one_cpu = cpu[(kind, c10)], cpu[(kind, c1)]
+            cpu_ratio = ratio_of_medians(ten_cpu, one_cpu)
+            table.add(
+                section,
+                f"10 clients / 1 client, {kind}, server CPU",
+                f"{cpu_ratio:.3f}",
+                f"<= {CLIENTS_TARGET}",
+                cpu_ratio <= CLIENTS_TARGET,
+                f"ratio of the servers' CPU time per request (medians); "
+                f"{median_ms(ten_cpu):.2f} / {median_ms(one_cpu):.2f} ms",
             )
         table.add(section, "FxA calls, 10 vs 1 clients warm", str(calls), "0", calls == 0)
         c1.close()
@@ -401,13 +423,16 @@ def rss_growth(
     minter: Minter,
     count: int,
     cache_size: int | None,
+    budget_seconds: float,
 ) -> None:
     """VmRSS of a Kinto process before and after ``count`` distinct tokens (distinct users),
-    and once ``local_cache_size`` tokens were seen (where the caches are full)."""
+    read every tenth of the way, the first time once ``local_cache_size`` tokens were seen
+    (the caches are full). Past that point, sending stops after ``budget_seconds``."""
     section = f"HTTP {MEMORY}"
     extra = {} if cache_size is None else {"fxa-oauth.local_cache_size": str(cache_size)}
     size = cache_size if cache_size is not None else 10000  # kinto-fxa's default.
     full_at = min(size, count)
+    step = max(full_at, count // 10, 1)
     uids = [fxa.uid_for(f"rss-{i}@example.com") for i in range(count)]
     with KintoServer(workdir, kinto_settings(fxa, **extra)) as server:
         # Warm up every code path first (JWKS, basicauth, the caches' structures).
@@ -418,37 +443,39 @@ def rss_growth(
         for _ in range(200):
             client.call(HELLO_PATH, {"Authorization": BASIC})
         client.close()
-        before = server.rss_kb()
         progress(f"{section}: RSS, {count} distinct tokens (cache size {size})")
         start = time.monotonic()
-        half = max(full_at, count // 2)
-        accepted = flood(server, minter.iter_mint(uids[:full_at]))
-        at_full = server.rss_kb()
-        accepted += flood(server, minter.iter_mint(uids[full_at:half]))
-        at_half = server.rss_kb()
-        accepted += flood(server, minter.iter_mint(uids[half:]))
-        after = server.rss_kb()
+        readings = [(0, server.rss_kb())]  # (tokens sent, VmRSS in kB)
+        sent = accepted = 0
+        while sent < count:
+            if sent >= full_at and time.monotonic() - start > budget_seconds:
+                break
+            batch = uids[sent : sent + (full_at if sent == 0 else step)]
+            accepted += flood(server, minter.iter_mint(batch))
+            sent += len(batch)
+            readings.append((sent, server.rss_kb()))
         seconds = time.monotonic() - start
-    if accepted != count:
-        raise SystemExit(f"RSS: {count - accepted} of {count} tokens refused")
-    growth = (after - before) / 1024
-    late = (after - at_full) / 1024
+    if accepted != sent:
+        raise SystemExit(f"RSS: {sent - accepted} of {sent} tokens refused")
+    before, at_full, after = readings[0][1], readings[1][1], readings[-1][1]
+    half_sent, at_half = next(r for r in readings if r[0] >= sent // 2)
+    stopped = f" (stopped by --rss-seconds {budget_seconds:.0f})" if sent < count else ""
     table.add(
         section,
         "RSS growth, distinct tokens (MB)",
-        f"{growth:.1f}",
+        f"{(after - before) / 1024:.1f}",
         "bounded",
         None,
-        f"{count} tokens in {seconds:.0f} s; VmRSS {before / 1024:.1f} -> {after / 1024:.1f} MB;"
-        f" local_cache_size {size}",
+        f"{sent} tokens in {seconds:.0f} s{stopped}; VmRSS {before / 1024:.1f} -> "
+        f"{after / 1024:.1f} MB; local_cache_size {size}",
     )
     table.add(
         section,
         "RSS growth once the cache is full (MB)",
-        f"{late:.1f}",
+        f"{(after - at_full) / 1024:.1f}",
         "~ 0",
         None,
-        f"from token {full_at} to {count}",
+        f"from token {full_at} to {sent}",
     )
     table.add(
         section,
@@ -456,7 +483,7 @@ def rss_growth(
         f"{(after - at_half) / 1024:.1f}",
         "~ 0",
         None,
-        f"from token {half} to {count}: a plateau if the caches are bounded",
+        f"from token {half_sent} to {sent}: a plateau if the caches are bounded",
     )
 
 
@@ -470,6 +497,7 @@ def run(
     tokens: int,
     rss_tokens: int,
     rss_cache_size: int | None,
+    rss_seconds: float,
 ) -> None:
     with KintoServer(workdir, kinto_settings(fxa)) as server:
         seed(server)
@@ -487,4 +515,4 @@ def run(
             cold_vs_cached(table, server, minter, fxa, POSTGRESQL, pg_rounds(rounds))
     many_clients(table, workdir, fxa, minter, rounds)
     if rss_tokens > 0:
-        rss_growth(table, workdir, fxa, minter, rss_tokens, rss_cache_size)
+        rss_growth(table, workdir, fxa, minter, rss_tokens, rss_cache_size, rss_seconds)

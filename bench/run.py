@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> None:
         help="fxa-oauth.local_cache_size of that process (default: kinto-fxa's)",
     )
     parser.add_argument(
+        "--rss-seconds",
+        type=float,
+        default=240,
+        help="once the cache is full, stop sending tokens after this long (shared machines)",
+    )
+    parser.add_argument(
         "--postgresql-url",
         default=os.environ.get("KINTO_FXA_POSTGRESQL_URL", DEFAULT_ADMIN_URL),
         help="server where a temporary database is created",
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> None:
                     args.tokens,
                     args.rss_tokens,
                     args.rss_cache_size,
+                    args.rss_seconds,
                 )
     progress(f"done in {time.monotonic() - started:.0f} s")
     print(

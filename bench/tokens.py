@@ -58,6 +58,13 @@ class Minter:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+        # Signed as the pool will sign, checked as a relying service would: so that a change
+        # of the local server's internals fails here, not as 401s in the middle of a run.
+        _init(pem, fxa.issuer, current.kid)
+        sample = _mint(([fxa.uid_for("minter@example.com")], "profile", "kinto-client"))[0]
+        public = {k["kid"]: k for k in fxa.jwks["keys"]}[current.kid]
+        key = jwt.algorithms.RSAAlgorithm.from_jwk(public)
+        jwt.decode(sample, key, algorithms=["RS256"], options={"verify_aud": False})
         self._pool = multiprocessing.get_context("spawn").Pool(
             processes or os.cpu_count() or 2, _init, (pem, fxa.issuer, current.kid)
         )

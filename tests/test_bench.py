@@ -81,6 +81,7 @@ def test_bench_reports_every_figure(postgresql_url):
     assert figure(out, HTTP_MEMORY, "FxA POST /v1/verify per new tokens") == "0/30"
     for kind in ("cold", "warm"):
         assert number(out, HTTP_MEMORY, f"10 clients / 1 client, {kind}") > 0
+        assert number(out, HTTP_MEMORY, f"10 clients / 1 client, {kind}, server CPU") > 0
     assert figure(out, HTTP_MEMORY, "FxA calls, 10 vs 1 clients warm") == "0"
     number(out, HTTP_MEMORY, "RSS growth, distinct tokens (MB)")
     number(out, HTTP_MEMORY, "RSS growth once the cache is full (MB)")
