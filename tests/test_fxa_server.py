@@ -17,7 +17,6 @@ import pytest
 import requests
 from waitress.server import create_server
 
-from kinto_fxa.testing import fxa_server as fxa_server_module
 from kinto_fxa.testing.fxa_server import (
     DELETE_USER,
     PASSWORD_CHANGE,
@@ -27,6 +26,9 @@ from kinto_fxa.testing.fxa_server import (
     LocalFxAServer,
     serve,
 )
+from kinto_fxa.testing.fxa_server import authorization as fxa_authorization
+from kinto_fxa.testing.fxa_server import cli as fxa_cli
+from kinto_fxa.testing.fxa_server import server as fxa_listener
 
 
 REDIRECT = "https://app.example.com/callback"
@@ -134,7 +136,7 @@ class TestLifeCycle:
             return create_server(*args, **kw)
 
         fxa_server.fail("down")
-        monkeypatch.setattr(fxa_server_module, "create_server", flaky_create_server)
+        monkeypatch.setattr(fxa_listener, "create_server", flaky_create_server)
         fxa_server.fail(None)
         assert attempts == [fxa_server.port, fxa_server.port]
         assert requests.get(fxa_server.url + "/__heartbeat__", timeout=5).ok
@@ -877,7 +879,7 @@ class TestServe:
             seen["out"] = out
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(fxa_server_module, "_wait_forever", use_then_interrupt)
+        monkeypatch.setattr(fxa_cli, "_wait_forever", use_then_interrupt)
         serve("127.0.0.1", 0, clients=[("web", "s3cr3t", REDIRECT), ("app", None, None)])
         assert seen["client"]["redirect_uri"] == REDIRECT
         assert "client web: confidential, redirect_uri " + REDIRECT in seen["out"]
@@ -893,7 +895,7 @@ class TestServe:
         def interrupt() -> None:
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(fxa_server_module, "_wait_forever", interrupt)
+        monkeypatch.setattr(fxa_cli, "_wait_forever", interrupt)
         serve("127.0.0.1", 0)
         out = capsys.readouterr().out
         assert "client kinto-client: confidential" in out
@@ -943,7 +945,7 @@ def test_pkce_helper_matches_rfc7636() -> None:
     digest = hashlib.sha256(verifier.encode()).digest()
     expected = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
     assert (
-        fxa_server_module._s256(verifier)
+        fxa_authorization._s256(verifier)
         == expected
         == "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
     )
