@@ -227,7 +227,7 @@ def run_local_fxa(args: argparse.Namespace) -> int:
 
 
 def run_dev_server(args: argparse.Namespace) -> int:
-    from kinto_fxa import devserver
+    from kinto_fxa.testing import devserver
 
     devserver.main(args.ini)
     return 0

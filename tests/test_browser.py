@@ -1,7 +1,7 @@
 """A real browser (headless Chromium, driven by Playwright) signs in through Kinto.
 
 Three sites, as in production: the web app (``app.test``, the demo page of
-:mod:`kinto_fxa.devserver` served by a small static server), Kinto (``kinto.test``, a real
+:mod:`kinto_fxa.testing.devserver` served by a small static server), Kinto (``kinto.test``, a real
 ``kinto start``) and the local FxA server (``accounts.test``). The browser goes
 app → Kinto's login → FxA's sign-in page (filled in and submitted) → Kinto's token endpoint
 → the app, with the token in the fragment; the app calls Kinto with
@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from kinto_fxa.devserver import demo_page
+from kinto_fxa.testing.devserver import demo_page
 from kinto_fxa.testing.fxa_server import LocalFxAServer
 from kinto_fxa.views.relier import STATE_COOKIE
 from tests.browser_helpers import (

@@ -18,6 +18,12 @@ import requests
 ROOT = Path(__file__).parent.parent
 
 
+def dev_server_command(ini: Path) -> list[str]:
+    """The command running the development server (:mod:`kinto_fxa.testing.devserver`)."""
+    code = f"from kinto_fxa.testing.devserver import main; main({str(ini)!r})"
+    return [sys.executable, "-c", code]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -52,7 +58,7 @@ def running_dev_server(
     path = tmp_path / "dev.ini"
     path.write_text(ini)
     process = subprocess.Popen(
-        [sys.executable, "-c", f"from kinto_fxa.devserver import main; main({str(path)!r})"],
+        dev_server_command(path),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -112,7 +118,7 @@ def test_dev_server_refuses_an_ini_without_oauth_uri(tmp_path):
     path = tmp_path / "dev.ini"
     path.write_text(re.sub(r"fxa-oauth.oauth_uri = .*\n", "", ini))
     result = subprocess.run(
-        [sys.executable, "-c", f"from kinto_fxa.devserver import main; main({str(path)!r})"],
+        dev_server_command(path),
         capture_output=True,
         text=True,
         timeout=60,

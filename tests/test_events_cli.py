@@ -535,7 +535,7 @@ class TestCommand:
 
     def test_dev_server(self, monkeypatch):
         calls = []
-        monkeypatch.setattr("kinto_fxa.devserver.main", calls.append)
+        monkeypatch.setattr("kinto_fxa.testing.devserver.main", calls.append)
         assert cli.main(["--ini", "dev.ini", "dev-server"]) == 0
         assert calls == ["dev.ini"]
 
