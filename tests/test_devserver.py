@@ -2,10 +2,8 @@
 
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +11,8 @@ from urllib.parse import quote
 
 import pytest
 import requests
+
+from tests.helpers import free_port, wait_until
 
 
 ROOT = Path(__file__).parent.parent
@@ -24,23 +24,17 @@ def dev_server_command(ini: Path) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def wait_for(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def answers() -> bool:
         if process.poll() is not None:
             raise AssertionError(f"dev server exited: {process.communicate()}")
         try:
             requests.get(url, timeout=1)
-            return
         except requests.ConnectionError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not answer")
+            return False
+        return True
+
+    wait_until(answers, f"{url} to answer", timeout)
 
 
 @contextmanager

@@ -7,15 +7,9 @@ local FxA sign-in page: login → FxA sign-in page → token endpoint → the we
 import base64
 import hashlib
 import logging
-import os
 import secrets
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from html.parser import HTMLParser
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
@@ -27,6 +21,7 @@ from fxa.oauth import Client as OAuthClient
 from kinto_fxa.verification import PRODUCTION_OAUTH_URI
 from kinto_fxa.views.relier import REDACTED, STATE_CACHE_PREFIX, STATE_COOKIE
 from tests.conftest import backend_settings, kinto_settings
+from tests.helpers import free_port
 
 
 KINTO_HOST = "http://localhost"
@@ -733,60 +728,8 @@ class TestOpenAPI:
 # --- Two Kinto processes sharing a PostgreSQL cache ------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def write_ini(path: Path, settings: dict[str, Any], port: int) -> None:
-    lines = ["[app:main]", "use = egg:kinto"]
-    lines += [f"{key} = {value}" for key, value in settings.items()]
-    lines += ["", "[server:main]", "use = egg:waitress#main", "host = 127.0.0.1", f"port = {port}"]
-    path.write_text("\n".join(lines) + "\n")
-
-
-@pytest.fixture
-def kinto_process(tmp_path: Path) -> Iterator[Callable[[dict[str, Any], int], str]]:
-    """Start ``kinto start`` (waitress) in a subprocess; yields a starter returning its URL."""
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def start(settings: dict[str, Any], port: int) -> str:
-        ini = tmp_path / "kinto.ini"
-        write_ini(ini, settings, port)
-        kinto = Path(sys.executable).parent / "kinto"
-        log = (tmp_path / "kinto.log").open("wb")
-        process = subprocess.Popen(
-            [str(kinto), "start", "--ini", str(ini), "--port", str(port)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        )
-        processes.append(process)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"kinto start exited: {(tmp_path / 'kinto.log').read_text()}")
-            try:
-                if requests.get(url + "/v1/__lbheartbeat__", timeout=1).ok:
-                    return url
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        pytest.fail(f"kinto start did not answer: {(tmp_path / 'kinto.log').read_text()}")
-
-    yield start
-    for process in processes:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # pragma: no cover
-            process.kill()
-            process.wait()
-
-
 def test_login_and_token_served_by_two_processes_sharing_postgresql(
-    make_app, fxa_server, postgresql_url, kinto_process
+    make_app, fxa_server, postgresql_url, kinto_processes
 ):
     """Login served by this process, token by a real ``kinto start`` subprocess.
 
@@ -804,7 +747,7 @@ def test_login_and_token_served_by_two_processes_sharing_postgresql(
         **{"fxa-oauth.client_id": client_id, "fxa-oauth.redirect_uri": other + TOKEN_PATH},
     )
     here = make_app(settings)  # Creates the PostgreSQL schemas.
-    kinto_process(settings, port)
+    kinto_processes(settings, port)
 
     callback = sign_in(here)
     assert callback.startswith(other + TOKEN_PATH + "?")

@@ -28,6 +28,7 @@ from kinto_fxa.verification import (
     unverified_segment,
 )
 from tests._events_helpers import RecordingMetrics
+from tests.helpers import wait_until
 
 
 @pytest.fixture
@@ -461,14 +462,6 @@ class FakeClock:
         return self.now
 
 
-def wait_until(condition, timeout=10.0):
-    """Poll ``condition`` until true or the deadline (then fail)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 @pytest.fixture
 def clock():
     return FakeClock()
@@ -504,7 +497,10 @@ def test_keys_are_refreshed_on_a_schedule_in_the_background(scheduled, fxa_serve
     assert fxa_server.calls["/v1/jwks"] == 1  # Not stale yet.
     clock.now += 1
     scheduled.verify(fxa_server.mint_jwt(UID))  # Stale: refreshed without waiting.
-    wait_until(lambda: next_kid in scheduled.jwks.kids and not scheduled.jwks.refreshing)
+    wait_until(
+        lambda: next_kid in scheduled.jwks.kids and not scheduled.jwks.refreshing,
+        "the key refresh",
+    )
     assert fxa_server.calls["/v1/jwks"] == 2
     fxa_server.sign_with(next_kid)
     assert scheduled.verify(fxa_server.mint_jwt(UID)).uid == UID
@@ -532,14 +528,14 @@ def test_rotation_under_made_up_kids(scheduled, fxa_server, clock, recorder):
         clock.now += 10
         attack(5)
         assert scheduled.verify(fxa_server.mint_jwt(UID)).uid == UID
-        wait_until(lambda: not scheduled.jwks.refreshing)
+        wait_until(lambda: not scheduled.jwks.refreshing, "the key refresh")
     assert next_kid in scheduled.jwks.kids
     fxa_server.sign_with(next_kid)
     for _ in range(10):
         clock.now += 10
         attack(5)
         assert scheduled.verify(fxa_server.mint_jwt(UID)).uid == UID
-        wait_until(lambda: not scheduled.jwks.refreshing)
+        wait_until(lambda: not scheduled.jwks.refreshing, "the key refresh")
     elapsed = clock.now - start
     fetches = fxa_server.calls["/v1/jwks"]
     assert fetches <= 1 + elapsed // 60 + 1, (fetches, elapsed)  # Initial + 1 per interval.
@@ -552,7 +548,10 @@ def test_a_failed_scheduled_refresh_keeps_the_keys(scheduled, fxa_server, clock,
     fxa_server.fail("5xx", endpoints=("/v1/jwks",))
     clock.now += 300
     scheduled.verify(fxa_server.mint_jwt(UID))
-    wait_until(lambda: fxa_server.calls["/v1/jwks"] == 2 and not scheduled.jwks.refreshing)
+    wait_until(
+        lambda: fxa_server.calls["/v1/jwks"] == 2 and not scheduled.jwks.refreshing,
+        "the key refresh",
+    )
     assert refreshes(recorder) == [("initial", "ok"), ("scheduled", "failed")]
     for _ in range(20):  # Still stale, but retried only once per interval.
         clock.now += 1
@@ -561,7 +560,10 @@ def test_a_failed_scheduled_refresh_keeps_the_keys(scheduled, fxa_server, clock,
     fxa_server.fail(None)
     clock.now += 40
     scheduled.verify(fxa_server.mint_jwt(UID))
-    wait_until(lambda: fxa_server.calls["/v1/jwks"] == 3 and not scheduled.jwks.refreshing)
+    wait_until(
+        lambda: fxa_server.calls["/v1/jwks"] == 3 and not scheduled.jwks.refreshing,
+        "the key refresh",
+    )
     assert refreshes(recorder)[-1] == ("scheduled", "ok")
 
 
@@ -572,9 +574,9 @@ def test_one_background_refresh_at_a_time(scheduled, fxa_server, clock):
     for _ in range(20):
         scheduled.verify(fxa_server.mint_jwt(UID))  # Not blocked by the slow refresh.
     assert scheduled.jwks.refreshing
-    wait_until(lambda: fxa_server.calls["/v1/jwks"] == 2)
+    wait_until(lambda: fxa_server.calls["/v1/jwks"] == 2, "the key refresh")
     fxa_server.fail(None)  # Ends the slow answer.
-    wait_until(lambda: not scheduled.jwks.refreshing)
+    wait_until(lambda: not scheduled.jwks.refreshing, "the key refresh")
     assert fxa_server.calls["/v1/jwks"] == 2
 
 
