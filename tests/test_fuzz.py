@@ -25,10 +25,12 @@ actually run are printed at the end of the session.
 
 import base64
 import collections
+import contextlib
 import hashlib
 import hmac
 import json
 import math
+import os
 import string
 import time
 from collections.abc import Callable, Iterator
@@ -641,6 +643,32 @@ def test_login_query_and_cookies(relier_app, fxa_server):
     run()
     relier_app.reset()
     relier_app.get(LOGIN_PATH, params={"redirect": GOOD_REDIRECTS[0]}, status=302)
+
+
+def open_sockets() -> int:
+    """Sockets this process holds (Linux), to catch connections to FxA left open."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # Closed meanwhile.
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+    return count
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="Linux only")
+def test_refused_codes_leave_no_connection_to_fxa_open(relier_app):
+    """Found by the token target in make fuzz: each code FxA refused left a connection to
+    FxA open (urllib3 2.x's Session.close() leaves pooled connections to the garbage
+    collector), until the local FxA stopped accepting connections."""
+    before = open_sockets()
+    for _ in range(30):
+        relier_app.reset()
+        login = relier_app.get(LOGIN_PATH, params={"redirect": GOOD_REDIRECTS[0]}, status=302)
+        state = dict(parse_qsl(urlsplit(login.headers["Location"]).query))["state"]
+        relier_app.reset()
+        query = urlencode({"state": state, "code": "0" * 64})
+        headers = {"Cookie": f"fxa-oauth-state={state_cookie(login)}"}
+        relier_app.get(TOKEN_PATH + "?" + query, headers=headers, status=400)
+    assert open_sockets() - before < 10
 
 
 TOKEN_VALUES = {

@@ -326,6 +326,10 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
     """
     settings: FxASettings = request.registry.fxa_settings
     session = requests.Session()  # One per trade, closed after it.
+    # urllib3 2.x's Session.close() no longer closes pooled connections (only garbage
+    # collection does, and a refused code's traceback can keep them alive): ask FxA to
+    # close it, or every refused code leaves a connection to FxA open.
+    session.headers["Connection"] = "close"
     oauth = oauth_client(
         settings.oauth_server_url,
         settings.request_timeout_seconds,
