@@ -330,6 +330,21 @@ def test_fxa_clock_slightly_ahead_or_behind(verifier, fxa_server):
     assert refusal(verifier, fxa_server.mint_jwt(UID, iat=now + skew + 60)) == NOT_YET_VALID
 
 
+def test_signed_parts_cannot_be_mixed(verifier, fxa_server):
+    header, payload, signature = sign(fxa_server, good_claims()).split(".")
+    _, other_payload, other_signature = sign(fxa_server, good_claims(sub="b" * 32)).split(".")
+    assert verifier.verify(f"{header}.{payload}.{signature}").uid == UID
+    assert refusal(verifier, f"{header}.{other_payload}.{signature}") == SIGNATURE
+    assert refusal(verifier, f"{header}.{payload}.{other_signature}") == SIGNATURE
+    assert refusal(verifier, f"{header}.{payload}.") == SIGNATURE
+    assert refusal(verifier, f"{header}.{payload}.{signature[:-1]}") in (SIGNATURE, MALFORMED)
+
+
+def test_critical_header_extensions_are_refused(verifier, fxa_server):
+    token = sign(fxa_server, good_claims(), crit=["b64"], b64=False)
+    assert refusal(verifier, token) == MALFORMED
+
+
 def test_reasons_are_short_constants():
     reasons = verification.REASONS
     assert set(reasons) == {
