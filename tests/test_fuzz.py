@@ -798,7 +798,7 @@ def draw_events(data: st.DataObject) -> tuple[Any, Any]:
         value = data.draw(json_values)
         return value, (BAD if not (isinstance(value, dict) and value) else EITHER)
     found: dict[str, Any] = {}
-    verdicts = []
+    verdicts: dict[str, int] = {}  # The last payload of a URI is the one kept.
     for _ in range(data.draw(st.integers(1, 3))):
         uri = data.draw(
             st.sampled_from([DELETE_USER, PASSWORD_CHANGE, PROFILE_CHANGE]) | st.text(max_size=30)
@@ -810,11 +810,9 @@ def draw_events(data: st.DataObject) -> tuple[Any, Any]:
         else:
             payload = data.draw(st.just({}) | event_payloads | json_values)
             good = isinstance(payload, dict)
-        if uri in found:
-            verdicts.pop()  # The last one wins.
         found[uri] = payload
-        verdicts.append(OK if good else BAD)
-    return found, (BAD if BAD in verdicts else OK)
+        verdicts[uri] = OK if good else BAD
+    return found, (BAD if BAD in verdicts.values() else OK)
 
 
 def draw_set(data: st.DataObject, world: World, victim: str) -> tuple[str, set[int]]:
