@@ -251,7 +251,7 @@ def classify_verify_error(error: fxa_errors.InProtocolError) -> VerifiedToken:
     raise FxAUnavailable(f"FxA answered {code} (errno {errno!r}): {error}") from error
 
 
-def _failure_kind(error: BaseException) -> str:
+def failure_kind(error: BaseException) -> str:
     """The ``kind`` label of :data:`metrics.FXA_CALL_FAILURES` for ``error``."""
     if isinstance(error, requests.Timeout):
         return "timeout"
@@ -288,7 +288,7 @@ def _call(
             metrics.FXA_CALL_DURATION, time.monotonic() - started, endpoint=endpoint
         )
         if not isinstance(e, fxa_errors.ClientError) or e.errno != ERRNO_INVALID_TOKEN:
-            metrics_.count(metrics.FXA_CALL_FAILURES, endpoint=endpoint, kind=_failure_kind(e))
+            metrics_.count(metrics.FXA_CALL_FAILURES, endpoint=endpoint, kind=failure_kind(e))
         raise
     if isinstance(body, requests.Response):
         metrics_.count(metrics.FXA_CALL_FAILURES, endpoint=endpoint, kind="rate_limited")

@@ -43,7 +43,7 @@ from kinto_fxa.redirects import (
 )
 from kinto_fxa.responses import no_store, service_unavailable
 from kinto_fxa.settings import DEFAULT_CLIENT, ClientConfig, FxASettings
-from kinto_fxa.verification import oauth_client
+from kinto_fxa.verification import failure_kind, oauth_client
 
 
 logger = logging.getLogger(__name__)
@@ -157,6 +157,17 @@ def _pending_logins(request: Any) -> PendingLogins:
     return PendingLogins(request.registry.cache, request.registry.fxa_settings.state_ttl_seconds)
 
 
+def _oauth(settings: FxASettings, client: ClientConfig, session: requests.Session) -> Any:
+    """PyFxA's OAuth client of relier ``client``, over ``session`` (closed by the caller)."""
+    return oauth_client(
+        settings.oauth_server_url,
+        settings.request_timeout_seconds,
+        client.client_id,
+        client.client_secret,
+        session,
+    )
+
+
 def _redirect(location: str) -> Response:
     """A bodiless 302 to a URL that may carry a token or a code."""
     response = Response(status=302)
@@ -186,15 +197,23 @@ def count_responses(endpoint: str) -> Any:
     return validator
 
 
-def _failure_kind(error: Exception) -> str:
-    """The ``kind`` label of :data:`kinto_fxa.metrics.FXA_CALL_FAILURES` for a failed trade."""
-    if isinstance(error, requests.Timeout):
-        return "timeout"
-    if isinstance(error, requests.RequestException):
-        return "refused"
-    if isinstance(error, fxa_errors.ServerError):
-        return "5xx"
-    return "malformed"
+def _public_get(
+    schema: Any,
+    validators: tuple[Any, ...],
+    operation_id: str,
+    responses: dict[str, Any],
+    before: tuple[Any, ...] = (),
+) -> dict[str, Any]:
+    """The view arguments of a relier endpoint: anyone may call it (the browser is not
+    authenticated yet); its query string is validated, unreadable cookies are a 400."""
+    return {
+        "schema": schema,
+        "validators": (*before, readable_cookies, colander_validator, *validators),
+        "permission": NO_PERMISSION_REQUIRED,
+        "tags": ["Authentication"],
+        "operation_id": operation_id,
+        "response_schemas": responses,
+    }
 
 
 def readable_cookies(request: Any, **kwargs: Any) -> None:
@@ -233,14 +252,7 @@ def login_validator(request: Any, **kwargs: Any) -> None:
         request.errors.add("querystring", "redirect", f"Unauthorized redirect URL: {e}")
 
 
-@login.get(
-    schema=LoginSchema(),
-    validators=(readable_cookies, colander_validator, login_validator),
-    permission=NO_PERMISSION_REQUIRED,
-    tags=["Authentication"],
-    operation_id="fxa_oauth_login",
-    response_schemas=LOGIN_RESPONSES,
-)
+@login.get(**_public_get(LoginSchema(), (login_validator,), "fxa_oauth_login", LOGIN_RESPONSES))
 def get_login(request: Any) -> Response:
     """Redirect the browser to the FxA sign-in page; the token will go to ``redirect``."""
     settings: FxASettings = request.registry.fxa_settings
@@ -251,13 +263,7 @@ def get_login(request: Any) -> Response:
         raise service_unavailable("Firefox Accounts login is not configured on this server.")
 
     with requests.Session() as session:  # Builds URLs only: no call to FxA here.
-        oauth = oauth_client(
-            settings.oauth_server_url,
-            settings.request_timeout_seconds,
-            client.client_id,
-            client.client_secret,
-            session,
-        )
+        oauth = _oauth(settings, client, session)
     challenge, verifier = oauth.generate_pkce_challenge()
     state, cookie_value = _pending_logins(request).start(
         query["redirect"], verifier["code_verifier"], client.name
@@ -330,13 +336,7 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
     # collection does, and a refused code's traceback can keep them alive): ask FxA to
     # close it, or every refused code leaves a connection to FxA open.
     session.headers["Connection"] = "close"
-    oauth = oauth_client(
-        settings.oauth_server_url,
-        settings.request_timeout_seconds,
-        client.client_id,
-        client.client_secret,
-        session,
-    )
+    oauth = _oauth(settings, client, session)
     metrics_ = metrics.for_registry(request.registry)
     try:
         with metrics_.timed(metrics.FXA_CALL_DURATION, endpoint="token"):
@@ -351,7 +351,7 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
         )
     except (requests.RequestException, fxa_errors.Error) as e:
         logger.error("Could not trade an authorization code with FxA: %r", e)
-        metrics_.count(metrics.FXA_CALL_FAILURES, endpoint="token", kind=_failure_kind(e))
+        metrics_.count(metrics.FXA_CALL_FAILURES, endpoint="token", kind=failure_kind(e))
         raise service_unavailable("Firefox Accounts is unavailable: please retry later.") from e
     finally:
         session.close()
@@ -364,14 +364,7 @@ def _trade_code(request: Any, client: ClientConfig, code: str, code_verifier: st
     return access_token
 
 
-@token.get(
-    schema=TokenSchema(),
-    validators=(redact_code, readable_cookies, colander_validator),
-    permission=NO_PERMISSION_REQUIRED,
-    tags=["Authentication"],
-    operation_id="fxa_oauth_token",
-    response_schemas=TOKEN_RESPONSES,
-)
+@token.get(**_public_get(TokenSchema(), (), "fxa_oauth_token", TOKEN_RESPONSES, (redact_code,)))
 def get_token(request: Any) -> Response:
     """Trade the FxA code and redirect the browser to the web app with the token."""
     query = request.validated["querystring"]
