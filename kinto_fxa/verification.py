@@ -342,6 +342,8 @@ class JWKSKeySet:
         self._loaded_at: float | None = None
         #: When a fetch was last attempted once keys were known: the bound.
         self._attempted_at: float | None = None
+        #: Whether the last fetch failed: an unknown key id may then be FxA's new key.
+        self._last_fetch_failed = False
         self._refresh_interval = refresh_interval
         self._max_age = None if self._static else max_age
         self._metrics = metrics_ or metrics.Metrics()
@@ -366,9 +368,11 @@ class JWKSKeySet:
         return self._refreshing
 
     def keys_for(self, kid: str | None) -> list[dict[str, Any]]:
-        """The keys a token signed with ``kid`` may be checked against.
+        """The keys a token signed with ``kid`` may be checked against (none: ``kid`` is
+        not FxA's, as of the last successful fetch).
 
-        :raises FxAUnavailable: if the keys are needed but cannot be fetched.
+        :raises FxAUnavailable: if the keys are needed but cannot be fetched, or ``kid`` is
+            unknown and the last fetch failed.
         """
         known = self._keys.get(kid) if kid is not None else None  # One read: a refresh
         if known is not None:  # may replace the keys meanwhile.
@@ -381,6 +385,9 @@ class JWKSKeySet:
         if kid is None:
             return self.keys
         key = self._keys.get(kid)
+        if key is None and self._last_fetch_failed:
+            # FxA may have started signing with a key we could not fetch: we cannot tell.
+            raise FxAUnavailable(f"FxA JWKS unavailable: cannot tell whether {kid!r} is FxA's")
         return [key] if key is not None else []
 
     def _may_fetch(self, now: float) -> bool:
@@ -434,6 +441,7 @@ class JWKSKeySet:
                 self._metrics.count(metrics.FXA_CALL_FAILURES, endpoint="jwks", kind="malformed")
         except (fxa_errors.Error, requests.RequestException, _BackingOff) as e:
             error = str(e) or e.__class__.__name__
+        self._last_fetch_failed = error is not None
         outcome = "ok" if error is None else "failed"
         self._metrics.count(metrics.JWKS_REFRESHES, trigger=trigger, outcome=outcome)
         if error is None:

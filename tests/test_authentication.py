@@ -218,9 +218,14 @@ class TestFxAFailures:
         uid = fxa_server.uid_for("alice@example.com")
         whoami(app, fxa_server.mint_jwt(uid))
         fxa_server.fail("5xx", endpoints=("/v1/jwks",))
-        forged = fxa_server.mint_jwt(uid, kid="unknown", signing_key=fxa_server.new_key())
-        app.get("/v1/buckets", headers=auth(forged), status=401)
+        # An unknown key id while the keys cannot be fetched may be FxA's next key: 503.
+        unknown = fxa_server.mint_jwt(uid, kid="unknown", signing_key=fxa_server.new_key())
+        app.get("/v1/buckets", headers=auth(unknown), status=503)
         whoami(app, fxa_server.mint_jwt(fxa_server.uid_for("bob@example.com")))
+        fxa_server.fail(None)
+        app.get("/v1/buckets", headers=auth(unknown), status=503)  # Within the fetch bound.
+        app.app.registry.fxa_verifier.jwks._attempted_at = None  # The interval has passed.
+        app.get("/v1/buckets", headers=auth(unknown), status=401)  # Now known not FxA's.
 
     def test_unavailability_is_not_cached(self, memory_app, fxa_server):
         app = memory_app()

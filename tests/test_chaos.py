@@ -146,10 +146,12 @@ def test_fxa_failure_modes(chaos_app, fxa_server, backend):
     assert statuses["cached"] == {200: 2 * outages}
     assert statuses["new-opaque"] == {503: outages}
     assert statuses["new-jwt-known-key"] == {200: outages}
-    assert set(statuses["new-jwt-new-key"]) <= {401, 503}
+    # A key FxA published during the outage could not be fetched: we cannot tell (503),
+    # and the user's fresh token must not be dropped as invalid (401).
+    assert statuses["new-jwt-new-key"] == {503: outages}
     assert first_after_recovery == [200] * ROUNDS * len(MODES)
     assert statuses["recovered"] == {200: ROUNDS * len(MODES) * (1 + PER_KIND)}
-    assert set(rotated_after_recovery) <= {200, 401}
+    assert set(rotated_after_recovery) <= {200, 503}
 
 
 def test_memory_cache_outage_after_many_verifications(make_app, fxa_server):
