@@ -215,10 +215,8 @@ class Authenticator:
             self._refuse(digest, key if opaque else None, e.reason)
             raise Refused(e.reason, source) from e
 
-        if opaque:
+        if opaque:  # FxA's /v1/verify gives no expiry: kept cache_ttl_seconds.
             ttl = float(self.settings.cache_ttl_seconds)
-            if identity.expires_at is not None:
-                ttl = min(ttl, identity.expires_at - now)
             self.shared.set(key, identity.to_json(), ttl)  # type: ignore[union-attr]
         self._remember(digest, identity)
         return identity, source

@@ -3,10 +3,11 @@
 import time
 
 import pytest
+import requests
 from pyramid.exceptions import ConfigurationError
 
 from kinto_fxa.authentication import CACHE_PREFIX
-from tests.conftest import kinto_settings
+from tests.conftest import backend_settings, kinto_settings
 
 
 NOTES = "https://identity.mozilla.com/apps/notes"
@@ -142,6 +143,54 @@ class TestRefusedTokens:
         app.app.registry.cache.set(key, {"uid": uid, "client": "gone"}, 60)
         assert whoami(app, token).json["user"]["id"] == f"fxa:{uid}"
         assert fxa_server.calls["/v1/verify"] == 1
+
+    @pytest.mark.parametrize(
+        "entry",
+        [
+            {"client": "default", "exp": None, "verified": 1},  # No uid.
+            {"uid": "u", "client": "default", "exp": "soon", "verified": 1},
+            {"uid": "u", "client": "default", "exp": 1.0, "iat": None, "verified": 1},
+        ],
+    )
+    def test_unusable_shared_entries_are_verified_again(
+        self, make_app, fxa_server, postgresql_url, entry
+    ):
+        from kinto.core.utils import hmac_digest
+
+        pg = backend_settings("postgresql", postgresql_url)
+        app = make_app(kinto_settings(fxa_server.oauth_uri, **pg))
+        token = fxa_server.mint_opaque(fxa_server.uid_for("alice@example.com"))
+        app.app.registry.cache.set(CACHE_PREFIX + hmac_digest("test-secret", token), entry, 60)
+        assert whoami(app, token).json["user"]["id"].startswith("fxa:")  # Not "fxa:u".
+        assert fxa_server.calls["/v1/verify"] == 1
+
+    def test_a_shared_entry_older_than_a_cutoff_is_verified_again(
+        self, make_app, fxa_server, postgresql_url
+    ):
+        settings = kinto_settings(
+            fxa_server.oauth_uri, **backend_settings("postgresql", postgresql_url)
+        )
+        first, second = make_app(settings), make_app(settings)
+        uid = fxa_server.uid_for("alice@example.com")
+        token = fxa_server.mint_opaque(uid)
+        whoami(first, token)  # In the shared cache now.
+        second.app.registry.fxa_revocations.record(uid, int(time.time() * 1000) + 1)
+        whoami(second, token)  # Unknown age, older cutoff: FxA is asked again.
+        assert fxa_server.calls["/v1/verify"] == 2
+
+    def test_a_local_opaque_entry_older_than_a_cutoff_is_verified_again(
+        self, memory_app, fxa_server
+    ):
+        app = memory_app()
+        uid = fxa_server.uid_for("alice@example.com")
+        token = fxa_server.mint_opaque(uid)
+        whoami(app, token)
+        app.app.registry.fxa_revocations.record(uid, int(time.time() * 1000) + 1)
+        whoami(app, token)  # Still valid for FxA (it was not destroyed).
+        assert fxa_server.calls["/v1/verify"] == 2
+        requests.post(fxa_server.oauth_uri + "/destroy", json={"token": token}, timeout=5)
+        app.app.registry.fxa_revocations.record(uid, int(time.time() * 1000) + 2000)
+        app.get("/v1/buckets", headers=auth(token), status=401)
 
     def test_refusal_is_shared_between_processes(self, make_app, fxa_server, backend):
         settings = kinto_settings(fxa_server.oauth_uri, **backend)

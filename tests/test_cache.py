@@ -2,6 +2,8 @@
 
 import time
 
+import pytest
+
 from kinto_fxa.cache import LocalCache, SafeCache, whole_seconds
 
 
@@ -54,3 +56,19 @@ class TestSafeCache:
         assert written == [1, 3]
         assert all(isinstance(ttl, int) for ttl in written)
         assert whole_seconds(3.0) == 3
+
+
+def test_metrics_refuse_other_labels():
+    from kinto_fxa import metrics
+
+    recorded = []
+
+    class Service:
+        def count(self, name, unique):
+            recorded.append((name, unique))
+
+    sent = metrics.Metrics(lambda: Service())
+    sent.count(metrics.JWKS_REFRESHES, trigger="initial", outcome="ok")
+    assert recorded == [(metrics.JWKS_REFRESHES, [("trigger", "initial"), ("outcome", "ok")])]
+    with pytest.raises(ValueError, match="takes the labels"):
+        sent.count(metrics.JWKS_REFRESHES, outcome="ok")
