@@ -15,21 +15,21 @@ import enum
 import json
 import logging
 import math
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager as ContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
-from kinto_fxa import accounts
+from kinto_fxa import accounts, metrics
 from kinto_fxa.uids import is_fxa_uid
 
 
 logger = logging.getLogger(__name__)
 
 #: Metric names (Kinto's metrics backend: StatsD, Prometheus...).
-METRIC_EVENTS = "fxa_account_events"
-METRIC_DURATION = "fxa_account_events_duration_seconds"
+METRIC_EVENTS = metrics.ACCOUNT_EVENTS
+METRIC_DURATION = metrics.ACCOUNT_EVENT_DURATION
 
 #: Timestamps are JavaScript numbers of ms: anything past 2**53 ms (year 287,396) is junk.
 MAX_TIMESTAMP_MS = 2**53
@@ -222,28 +222,40 @@ def handle_event(registry: Any, event: AccountEvent) -> Outcome:
     return Outcome(status="ignored")
 
 
-def metrics_service(registry: Any) -> Any:
-    """Kinto's metrics backend, or ``None`` when there is none."""
-    return getattr(registry, "metrics", None)
-
-
 def count(registry: Any, source: str, event: str, outcome: str) -> None:
     """Count one event handled (``outcome``: ``deleted``, ``invalid``, ``error``...)."""
-    metrics = metrics_service(registry)
-    if metrics is not None:
-        labels = [("source", source), ("event", event), ("outcome", outcome)]
-        metrics.count(METRIC_EVENTS, unique=labels)
+    metrics.for_registry(registry).count(
+        METRIC_EVENTS, source=source, event=event, outcome=outcome
+    )
 
 
-@contextmanager
-def timed(registry: Any, source: str, event: str) -> Iterator[None]:
+def timed(registry: Any, source: str, event: str) -> ContextManager[None]:
     """Time the handling of an event (also when it fails)."""
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        metrics = metrics_service(registry)
-        if metrics is not None:
-            elapsed = time.monotonic() - started
-            labels = [("source", source), ("event", event)]
-            metrics.timer(METRIC_DURATION, value=elapsed, labels=labels)
+    return metrics.for_registry(registry).timed(METRIC_DURATION, source=source, event=event)
+
+
+def process(
+    registry: Any,
+    source: str,
+    event: AccountEvent,
+    transaction: ContextManager[Any] | None = None,
+    before_commit: Callable[[], None] | None = None,
+) -> Outcome:
+    """The pipeline every source runs an event through: timed, handled (within
+    ``transaction``, when the source owns one; ``before_commit`` runs inside it), counted,
+    logged. The source keeps only its transaction and acknowledgement policy.
+
+    :raises Exception: whatever handling raised (counted as ``error``).
+    """
+    with timed(registry, source, event.name):
+        try:
+            with transaction if transaction is not None else nullcontext():
+                outcome = handle_event(registry, event)
+                if before_commit is not None:
+                    before_commit()
+        except Exception:
+            count(registry, source, event.name, "error")
+            raise
+    count(registry, source, event.name, outcome.status)
+    logger.info("%s: %s event for %s: %s", source, event.name, event.uid, outcome.status)
+    return outcome

@@ -201,23 +201,20 @@ class Consumer:
             attempt,
         )
         try:
-            with events.timed(self.registry, SOURCE, event.name), self.tm:
-                outcome = events.handle_event(self.registry, event)
-                if self.pause_before_commit > 0:
-                    logger.warning(
-                        "Testing hook: pausing %s s before commit", self.pause_before_commit
-                    )
-                    self.sleep(self.pause_before_commit)
+            outcome = events.process(
+                self.registry, SOURCE, event, self.tm, self._pause_before_commit
+            )
         except Exception:
             logger.exception(
                 "Failed to handle %s event (message %s): left in the queue for redelivery",
                 event.name,
                 message_id,
             )
-            events.count(self.registry, SOURCE, event.name, "error")
             return "error"
-
-        self._delete(message)
-        events.count(self.registry, SOURCE, event.name, outcome.status)
-        logger.info("%s event for %s: %s", event.name, event.uid, outcome.status)
+        self._delete(message)  # Only once the handling committed.
         return outcome.status
+
+    def _pause_before_commit(self) -> None:
+        if self.pause_before_commit > 0:
+            logger.warning("Testing hook: pausing %s s before commit", self.pause_before_commit)
+            self.sleep(self.pause_before_commit)

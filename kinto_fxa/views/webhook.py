@@ -29,6 +29,7 @@ from pyramid import httpexceptions
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from kinto_fxa import events
+from kinto_fxa.responses import bearer_token, service_unavailable
 from kinto_fxa.settings import FxASettings
 from kinto_fxa.verification import FxAUnavailable
 
@@ -68,9 +69,8 @@ def _unauthorized(message: str) -> httpexceptions.HTTPException:
 
 
 def _bearer(request: Any) -> str:
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if token is None:
         raise UnauthorizedSET("Missing Authorization: Bearer <Security Event Token>")
     return token
 
@@ -161,11 +161,7 @@ def receive_events(request: Any) -> dict[str, Any]:
     except FxAUnavailable as e:
         logger.error("FxA webhook: cannot fetch FxA's keys: %s", e)
         events.count(registry, SOURCE, "invalid", "unavailable")
-        raise errors.http_error(
-            httpexceptions.HTTPServiceUnavailable(),
-            errno=errors.ERRORS.BACKEND,
-            message="Firefox Accounts keys are unavailable; retry later.",
-        ) from e
+        raise service_unavailable("Firefox Accounts keys are unavailable; retry later.") from e
 
     try:
         parsed = events.parse_security_event(claims)
@@ -179,14 +175,6 @@ def receive_events(request: Any) -> dict[str, Any]:
         ) from None
 
     outcomes: dict[str, str] = {}
-    for event in parsed:
-        with events.timed(registry, SOURCE, event.name):
-            try:
-                outcome = events.handle_event(registry, event)
-            except Exception:
-                events.count(registry, SOURCE, event.name, "error")
-                raise
-        events.count(registry, SOURCE, event.name, outcome.status)
-        logger.info("FxA webhook: %s event for %s: %s", event.name, event.uid, outcome.status)
-        outcomes[event.name] = outcome.status
+    for event in parsed:  # Within the request's transaction (pyramid_tm).
+        outcomes[event.name] = events.process(registry, SOURCE, event).status
     return {"events": outcomes}
