@@ -23,6 +23,10 @@ import webtest
 from tests.helpers import free_port, kinto_processes, wait_until  # noqa: F401  (a fixture)
 
 
+#: The SQS fixtures (moto server, queues), for tests/test_sqs.py and tests/test_cli.py.
+pytest_plugins = ["tests.sqs_fixtures"]
+
+
 ADMIN_URL = os.environ.get("KINTO_FXA_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRESQL = os.environ.get("KINTO_FXA_REQUIRE_POSTGRESQL", "") not in ("", "0")
 _pg_skip_reason: list[str] = []

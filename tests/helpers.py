@@ -38,7 +38,7 @@ def write_ini(path: Path, settings: dict[str, Any], port: int = 8888) -> Path:
     return path
 
 
-def wait_until(condition: Callable[[], Any], what: str, timeout: float = 30) -> Any:
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 60) -> Any:
     """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
