@@ -1,5 +1,6 @@
 """What the in-process and HTTP benchmarks share: the result table, interleaving, backends."""
 
+import base64
 import statistics
 import sys
 import time
@@ -11,6 +12,12 @@ from kinto_fxa.testing.postgresql import temporary_database
 
 
 MEMORY, POSTGRESQL = "memory", "PostgreSQL"
+#: The benchmark user's basicauth credentials and what every timed request reads.
+BASIC = "Basic " + base64.b64encode(b"bench:secret").decode()
+READ_PATH = "/v1/buckets/bench/collections/bench/records"
+#: (memory, PostgreSQL) targets: warm fxa/basicauth ratio, never-seen - cached JWT.
+WARM_TARGET = {MEMORY: 0.97, POSTGRESQL: 0.95}
+COLD_TARGET_MS = {MEMORY: 0.3, POSTGRESQL: 1.0}
 
 
 def backend_settings(postgresql_url: str | None, pool_size: int = 4) -> dict[str, str]:

@@ -6,7 +6,6 @@ the medians of interleaved pairs on one keep-alive connection (a ``requests.Sess
 with 4 concurrent clients, each is a thread with its own session, doing interleaved pairs.
 """
 
-import base64
 import http.client
 import queue
 import statistics
@@ -18,8 +17,12 @@ from typing import Any
 
 import requests
 from common import (
+    BASIC,
+    COLD_TARGET_MS,
     MEMORY,
     POSTGRESQL,
+    READ_PATH,
+    WARM_TARGET,
     Table,
     backend_settings,
     interleaved,
@@ -34,15 +37,10 @@ from tokens import Minter
 from kinto_fxa.testing.fxa_server import LocalFxAServer
 
 
-BASIC = "Basic " + base64.b64encode(b"bench:secret").decode()
-READ_PATH = "/v1/buckets/bench/collections/bench/records"
 #: Kinto's root URL: authenticates (its answer names the user) and does little else.
 HELLO_PATH = "/v1/"
 WARMUP = 50
 
-#: (memory, PostgreSQL) targets.
-WARM_TARGET = {MEMORY: 0.97, POSTGRESQL: 0.95}
-COLD_TARGET_MS = {MEMORY: 0.3, POSTGRESQL: 1.0}
 CLIENTS_TARGET = 1.05
 
 

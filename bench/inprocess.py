@@ -1,7 +1,6 @@
 """In-process mode: a Kinto WSGI app called from this process (no network between the
 client and Kinto, so only the server's work is timed), against the local FxA server."""
 
-import base64
 import time
 import warnings
 from collections.abc import Callable
@@ -9,8 +8,12 @@ from typing import Any
 
 import kinto
 from common import (
+    BASIC,
+    COLD_TARGET_MS,
     MEMORY,
     POSTGRESQL,
+    READ_PATH,
+    WARM_TARGET,
     Table,
     backend_settings,
     interleaved,
@@ -24,11 +27,7 @@ from webob import Request
 from kinto_fxa.testing.fxa_server import LocalFxAServer
 
 
-BASIC = "Basic " + base64.b64encode(b"bench:secret").decode()
-READ_PATH = "/v1/buckets/bench/collections/bench/records"
 SECTION = "in-process"
-WARM_TARGET = {MEMORY: 0.97, POSTGRESQL: 0.95}
-COLD_TARGET_MS = {MEMORY: 0.3, POSTGRESQL: 1.0}
 #: This thread's CPU time during the last :func:`call`.
 LAST_CPU = [0.0]
 

@@ -14,42 +14,18 @@ from pyramid.paster import get_app
 
 from kinto_fxa import checkconfig, cli
 from kinto_fxa.checkconfig import ERRORS, OK, WARNINGS
+from tests.original_docs import (
+    ORIGINAL_CLIENT,
+    ORIGINAL_CLIENTS,
+    ORIGINAL_INCLUDE,
+    ORIGINAL_NO_RELIER,
+    ORIGINAL_POLICY,
+    ORIGINAL_REALM,
+)
 
 
 KINTO_FXA = str(Path(sys.executable).parent / "kinto-fxa")
 
-# --- The lines of kinto-fxa 2.5.3's documentation, verbatim -----------------------------
-
-ORIGINAL_INCLUDE = """\
-kinto.includes = kinto_fxa
-"""
-ORIGINAL_POLICY = """\
-multiauth.policies = fxa
-multiauth.policy.fxa.use = kinto_fxa.authentication.FxAOAuthAuthenticationPolicy
-"""
-ORIGINAL_CLIENT = """\
-fxa-oauth.client_id = 89513028159972bc
-fxa-oauth.client_secret = 9aced230585cc0aaea0a3467dd800
-fxa-oauth.oauth_uri =
-fxa-oauth.requested_scope = profile kinto
-fxa-oauth.required_scope = kinto
-fxa-oauth.webapp.authorized_domains = *
-# fxa-oauth.cache_ttl_seconds = 300
-# fxa-oauth.state.ttl_seconds = 3600
-"""
-ORIGINAL_NO_RELIER = """\
-fxa-oauth.relier.enabled = false
-"""
-ORIGINAL_REALM = """\
-# multiauth.policy.fxa.realm = Realm
-"""
-ORIGINAL_CLIENTS = """\
-fxa-oauth.clients.notes.client_id = 89513028159972bc
-fxa-oauth.clients.notes.required_scope = profile app-notes
-
-fxa-oauth.clients.todo.client_id = 1805184631529d5a
-fxa-oauth.clients.todo.required_scope = profile app-todo
-"""
 ORIGINAL = ORIGINAL_INCLUDE + ORIGINAL_POLICY + ORIGINAL_CLIENT + ORIGINAL_REALM
 
 SERVER = """

@@ -12,30 +12,19 @@ from pyramid.exceptions import ConfigurationError
 
 from tests.conftest import backend_settings, kinto_settings
 from tests.helpers import auth
+from tests.original_docs import (
+    ORIGINAL_CLIENT,
+    ORIGINAL_CLIENTS,
+    ORIGINAL_INCLUDE,
+    ORIGINAL_POLICY,
+)
 
 
-# kinto-fxa 2.5.3's README, "Handling multiple FxA clients", verbatim.
-ORIGINAL_MULTI_CLIENT_LINES = """
-fxa-oauth.clients.notes.client_id = 89513028159972bc
-fxa-oauth.clients.notes.required_scope = profile app-notes
-
-fxa-oauth.clients.todo.client_id = 1805184631529d5a
-fxa-oauth.clients.todo.required_scope = profile app-todo
-"""
-# Its single-client example, verbatim (``oauth_uri`` is then pointed at the local FxA).
-ORIGINAL_SINGLE_CLIENT_LINES = """
-fxa-oauth.client_id = 89513028159972bc
-fxa-oauth.client_secret = 9aced230585cc0aaea0a3467dd800
-fxa-oauth.oauth_uri =
-fxa-oauth.requested_scope = profile kinto
-fxa-oauth.required_scope = kinto
-fxa-oauth.webapp.authorized_domains = *
-"""
-ORIGINAL_POLICY_LINES = """
-kinto.includes = kinto_fxa
-multiauth.policies = fxa
-multiauth.policy.fxa.use = kinto_fxa.authentication.FxAOAuthAuthenticationPolicy
-"""
+# kinto-fxa 2.5.3's documented lines, verbatim ("Handling multiple FxA clients", the
+# single-client settings, the policy); ``oauth_uri`` is then pointed at the local FxA.
+ORIGINAL_MULTI_CLIENT_LINES = ORIGINAL_CLIENTS
+ORIGINAL_SINGLE_CLIENT_LINES = ORIGINAL_CLIENT
+ORIGINAL_POLICY_LINES = ORIGINAL_INCLUDE + ORIGINAL_POLICY
 NOTES_URL = "https://identity.mozilla.com/apps/notes"
 
 
