@@ -11,6 +11,7 @@ bucket), then served from a bounded in-process cache, then from Kinto's shared c
 and only then verified with FxA (see :mod:`kinto_fxa.verification`).
 """
 
+import functools
 import logging
 import re
 import time
@@ -44,6 +45,8 @@ MAX_TOKEN_LENGTH = 8192
 OPAQUE_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
 #: Kinto's process-local cache backend: a second in-process level, and a small one.
 MEMORY_CACHE_MODULE = "kinto.core.cache.memory"
+#: Distinct ``(scopes, client_id)`` routing decisions remembered.
+ROUTING_MEMO_SIZE = 1024
 #: Marks a refused token in the caches.
 REFUSED = False
 #: Refusal reasons decided here (the verifier has its own: ``InvalidToken.reason``).
@@ -150,6 +153,8 @@ class Authenticator:
             self.shared = SafeCache(shared_cache)
             self.local_ttl = float(settings.revocation_bound_seconds)
         self._hmac_secret = settings.userid_hmac_secret
+        # Only signed tokens get here, so the distinct keys are the scopes FxA granted.
+        self._decide = functools.lru_cache(maxsize=ROUTING_MEMO_SIZE)(self._decide_uncached)
 
     def digest(self, token: str) -> str:
         # Never keep the raw token: cache keys are HMACs with the server's secret.
@@ -263,25 +268,35 @@ class Authenticator:
 
         :raises Refused: when no config, or several, accept the token.
         """
-        matches = self.settings.route(list(verified.scopes))
-        if not matches:
+        client, refusal = self._decide(verified.scopes, verified.client_id)
+        if refusal == SCOPE:
             logger.debug("FxA token refused: scopes %s lack the required ones", verified.scopes)
-            raise Refused(SCOPE)
-        admitted = [c for c in matches if c.admits(verified.client_id)]
-        if not admitted:
+        elif refusal == FOREIGN_CLIENT:
             logger.info("FxA token refused: issued to client %r", verified.client_id)
-            raise Refused(FOREIGN_CLIENT)
-        if len(admitted) > 1:
-            names = ", ".join(c.name for c in admitted)
-            logger.warning("FxA token refused: its scopes match several clients (%s)", names)
-            raise Refused(AMBIGUOUS)
+        elif refusal == AMBIGUOUS:
+            logger.warning("FxA token refused: its scopes match several clients (%s)", client)
+        if refusal is not None:
+            raise Refused(refusal)
         return Identity(
             uid=verified.uid,
-            client=admitted[0].name,
+            client=client,
             expires_at=verified.expires_at,
             issued_at_ms=verified.issued_at_ms,
             verified_at_ms=now_ms,
         )
+
+    def _decide_uncached(self, scopes: tuple[str, ...], client_id: str) -> tuple[str, str | None]:
+        """``(client name, None)``, or ``(names, refusal reason)``: a pure function of the
+        settings, memoized per ``(scopes, client_id)`` (apps send few distinct ones)."""
+        matches = self.settings.route(list(scopes))
+        if not matches:
+            return "", SCOPE
+        admitted = [c for c in matches if c.admits(client_id)]
+        if not admitted:
+            return "", FOREIGN_CLIENT
+        if len(admitted) > 1:
+            return ", ".join(c.name for c in admitted), AMBIGUOUS
+        return admitted[0].name, None
 
 
 @implementer(IAuthenticationPolicy)

@@ -12,33 +12,35 @@ import threading
 import time
 from typing import Any
 
-from cachetools import TLRUCache
+from cachetools import LRUCache
 
 
 logger = logging.getLogger(__name__)
-
-
-def _expiry(_key: str, entry: tuple[float, Any], _now: float) -> float:
-    return entry[0]
 
 
 class LocalCache:
     """A thread-safe bounded mapping whose entries expire at their own wall-clock time.
 
     When full, the least recently used entry goes first. ``max_size = 0`` disables it.
+    Expiry is checked when an entry is read: an LRU with a comparison costs a cold request
+    a fraction of what cachetools' ``TLRUCache`` does (a heap and a sweep on every write),
+    and expired entries still count against ``max_size``, so memory stays bounded.
     """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._entries: TLRUCache[str, tuple[float, Any]] = TLRUCache(
-            maxsize=max(max_size, 1), ttu=_expiry, timer=time.time
-        )
+        self._entries: LRUCache[str, tuple[float, Any]] = LRUCache(maxsize=max(max_size, 1))
         self._lock = threading.Lock()
 
     def get(self, key: str) -> Any:
         with self._lock:
             entry = self._entries.get(key)
-        return None if entry is None else entry[1]
+            if entry is None:
+                return None
+            if entry[0] <= time.time():
+                del self._entries[key]
+                return None
+        return entry[1]
 
     def set(self, key: str, value: Any, expires_at: float) -> None:
         if self.max_size <= 0 or expires_at <= time.time():

@@ -5,11 +5,11 @@ What a token may be, decided before anything is asked:
 
 - a JWT (three base64url segments, a JSON object header and payload): checked locally
   against FxA's JWKS (RS256, ``exp`` required, a clock skew of :data:`CLOCK_SKEW_SECONDS`
-  tolerated), never sent to FxA. Its claims are type-checked before the signature is
-  checked and again on the verified payload: ``sub`` is an FxA uid (32
-  lowercase hex digits), ``client_id`` and ``scope`` strings, ``exp`` (required), ``iat``
-  and ``nbf`` finite numbers, ``iss`` the expected issuer (ignoring one trailing slash).
-  A bad claim is :class:`InvalidToken`, whatever it is.
+  tolerated), never sent to FxA. The token is decoded once (:func:`parse_jws`): the claims
+  checked are those of the signing input. They are type-checked before the signature is
+  checked: ``sub`` is an FxA uid (32 lowercase hex digits), ``client_id`` and ``scope``
+  strings, ``exp`` (required), ``iat`` and ``nbf`` finite numbers, ``iss`` the expected
+  issuer (ignoring one trailing slash). A bad claim is :class:`InvalidToken`, whatever it is.
 - an opaque token (exactly 64 hex digits): checked by FxA's ``/v1/verify``. Only FxA's
   invalid-token errno (108) means :class:`InvalidToken`; a 429, any other 4xx, a 5xx or an
   answer with wrong types means :class:`FxAUnavailable` (FxA could not tell us).
@@ -31,15 +31,18 @@ Outcomes are two exceptions: :class:`InvalidToken` (FxA says no: not authenticat
 the caller answers 503).
 """
 
+import base64
 import binascii
+import functools
 import json
 import logging
 import math
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -48,7 +51,6 @@ from fxa import errors as fxa_errors
 from fxa._utils import APIClient
 from fxa.oauth import Client as OAuthClient
 from jwt.algorithms import RSAAlgorithm
-from jwt.utils import base64url_decode
 
 from kinto_fxa import metrics
 from kinto_fxa.uids import is_fxa_uid
@@ -92,6 +94,8 @@ JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 #: FxA's opaque access tokens.
 OPAQUE_SHAPE = re.compile(r"[0-9a-fA-F]{64}")
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
+#: Distinct JOSE headers kept decoded (FxA uses one per signing key).
+HEADER_MEMO_SIZE = 64
 
 
 class VerificationError(Exception):
@@ -168,21 +172,63 @@ def same_issuer(actual: Any, expected: str) -> bool:
     return isinstance(actual, str) and actual.removesuffix("/") == expected.removesuffix("/")
 
 
-def unverified_segment(token: str, index: int) -> dict[str, Any] | None:
-    """The JSON object in segment ``index`` of a compact JWS, or ``None`` if it is not one.
+def _b64decode(segment: str) -> bytes:
+    """A base64url segment without padding (its alphabet checked by :data:`JWT_SHAPE`)."""
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
-    Only for routing and for reading claims of a token PyFxA has verified: PyJWT's own
-    unverified decoding validates every segment character by character, a cost paid again
-    by the verification itself.
-    """
-    segments = token.split(".")
-    if len(segments) != 3:
-        return None
-    try:
-        value = json.loads(base64url_decode(segments[index]))
-    except (ValueError, TypeError, binascii.Error):
-        return None
+
+def _json_object(segment: str) -> dict[str, Any] | None:
+    value = json.loads(_b64decode(segment).decode("utf-8"))  # RFC 7515: UTF-8 JSON.
     return value if isinstance(value, dict) else None
+
+
+@functools.lru_cache(maxsize=HEADER_MEMO_SIZE)
+def _header_object(segment: str) -> Mapping[str, Any] | None:
+    """A JOSE header, read-only: FxA's tokens share a few headers (one per signing key), so
+    they are decoded once (a failure is not remembered, and raises again)."""
+    value = _json_object(segment)
+    return None if value is None else MappingProxyType(value)
+
+
+@dataclass(frozen=True, slots=True)
+class CompactJWS:
+    """A compact JWS, decoded but not verified."""
+
+    header: Mapping[str, Any]
+    claims: dict[str, Any]
+    #: What the signature is over: the token's own first two segments.
+    signing_input: bytes
+    signature: bytes
+
+
+def parse_jws(token: str) -> CompactJWS | None:
+    """``token`` as a compact JWS with JSON object header and payload, or ``None``.
+
+    One pass: PyJWT's own parsing checks every base64 character in a Python loop (about
+    50 us a token, paid twice by an unverified read then a decode); :data:`JWT_SHAPE`
+    checks the alphabet in C.
+    """
+    if JWT_SHAPE.fullmatch(token) is None:
+        return None
+    header_segment, claims_segment, signature_segment = token.split(".")
+    try:
+        header, claims = _header_object(header_segment), _json_object(claims_segment)
+        signature = _b64decode(signature_segment)
+    except (ValueError, binascii.Error):  # UnicodeDecodeError and JSONDecodeError included.
+        return None
+    if header is None or claims is None:
+        return None
+    signing_input = token[: len(header_segment) + 1 + len(claims_segment)].encode("ascii")
+    return CompactJWS(header, claims, signing_input, signature)
+
+
+def unverified_segment(token: str, index: int) -> Mapping[str, Any] | None:
+    """The JSON object in segment ``index`` (0 or 1) of a compact JWS, or ``None`` if it
+    is not one (for routing and for reading claims; nothing is verified)."""
+    jws = parse_jws(token)
+    if jws is None:
+        return None
+    return jws.header if index == 0 else jws.claims
 
 
 def _is_number(value: Any) -> bool:
@@ -542,16 +588,13 @@ class TokenVerifier:
         """
         if OPAQUE_SHAPE.fullmatch(token):
             return self._verify_remotely(token)
-        if JWT_SHAPE.fullmatch(token):
-            header = unverified_segment(token, 0)
-            claims = unverified_segment(token, 1)
-            if header is not None and claims is not None:
-                return self._verify_jwt(token, header, claims)
-        raise InvalidToken("Neither a JWT nor an FxA opaque token", MALFORMED)
+        jws = parse_jws(token)
+        if jws is None:
+            raise InvalidToken("Neither a JWT nor an FxA opaque token", MALFORMED)
+        return self._verify_jwt(jws)
 
-    def _verify_jwt(
-        self, token: str, header: dict[str, Any], claims: dict[str, Any]
-    ) -> VerifiedToken:
+    def _verify_jwt(self, jws: CompactJWS) -> VerifiedToken:
+        header, claims = jws.header, jws.claims
         if header.get("alg") != "RS256":
             raise InvalidToken("JWT not signed with RS256", MALFORMED)
         if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
@@ -565,7 +608,7 @@ class TokenVerifier:
         keys = self.jwks.keys_for(kid if isinstance(kid, str) else None)
         if not keys:
             raise InvalidToken("Token signed with an unknown key", UNKNOWN_KEY)
-        self._check_signature(token, keys)
+        self._check_signature(jws, keys)
         _check_times(claims, time.time())
         if not same_issuer(claims.get("iss"), self.issuer):
             raise InvalidToken("JWT from an unexpected issuer", ISSUER)
@@ -581,23 +624,12 @@ class TokenVerifier:
             expires_at=float(claims["exp"]),
         )
 
-    def _check_signature(self, token: str, keys: list[dict[str, Any]]) -> None:
-        """Check the RS256 signature of ``token`` (one of ``keys`` made it) with PyJWT's
-        RS256 algorithm.
-
-        The claims already read are those of the signed payload: the signing input is the
-        token's own first two segments. Not PyJWT's ``decode``: it parses the token again,
-        checking every base64 character in Python (about 100 us, four times the signature
-        check), which :data:`JWT_SHAPE` has already done.
-        """
-        signing_input, _, encoded_signature = token.rpartition(".")
-        try:
-            signature = base64url_decode(encoded_signature)
-        except (binascii.Error, ValueError) as e:
-            raise InvalidToken("Undecodable JWT signature", MALFORMED) from e
-        message = signing_input.encode("ascii")
+    def _check_signature(self, jws: CompactJWS, keys: list[dict[str, Any]]) -> None:
+        """Check the RS256 signature of ``jws`` (one of ``keys`` made it) with PyJWT's RS256
+        algorithm. Not PyJWT's ``decode``: it would parse the token again (see
+        :func:`parse_jws`); the claims already read are those of the signing input."""
         for jwk in keys:  # Normally one: the key named by ``kid``.
-            if RS256.verify(message, self._public_keys.get(jwk), signature):
+            if RS256.verify(jws.signing_input, self._public_keys.get(jwk), jws.signature):
                 return
         raise InvalidToken("Invalid JWT signature", SIGNATURE)
 

@@ -17,6 +17,13 @@ class TestLocalCache:
         time.sleep(0.1)
         assert cache.get("a") is None
 
+    def test_an_expired_entry_is_dropped_when_read(self):
+        cache = LocalCache(10)
+        cache.set("a", 1, time.time() + 0.05)
+        cache.set("b", 2, time.time() + 60)
+        time.sleep(0.1)
+        assert (len(cache), cache.get("a"), len(cache), cache.get("b")) == (2, None, 1, 2)
+
     def test_bounded_least_recently_used_first(self):
         cache = LocalCache(2)
         for key in "abc":

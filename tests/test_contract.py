@@ -10,6 +10,7 @@ import pytest
 import requests
 from pyramid.exceptions import ConfigurationError
 
+from kinto_fxa.authentication import ROUTING_MEMO_SIZE
 from tests.conftest import backend_settings, kinto_settings
 from tests.helpers import auth
 from tests.original_docs import (
@@ -199,6 +200,22 @@ class TestClientAllowlist:
         for _ in range(3):
             app.get("/v1/buckets", headers=auth(foreign), status=401)
         assert fxa_server.calls["/v1/verify"] == 1
+
+    def test_routing_is_decided_once_per_scopes_and_client_and_each_refusal_logged(
+        self, app, fxa_server, caplog
+    ):
+        uid = fxa_server.uid_for("alice@example.com")
+        decide = app.app.registry.fxa_authenticator._decide
+        decide.cache_clear()
+        with caplog.at_level(logging.INFO, logger="kinto_fxa"):
+            for _ in range(3):
+                foreign = fxa_server.mint_jwt(uid, scope="profile app-notes", client_id="x")
+                app.get("/v1/buckets", headers=auth(foreign), status=401)
+                token = fxa_server.mint_jwt(uid, scope="profile app-notes", client_id="notes-web")
+                assert user(app, token)["id"] == f"fxa:{uid}-notes"
+        assert caplog.text.count("issued to client 'x'") == 3
+        info = decide.cache_info()
+        assert (info.misses, info.hits, info.maxsize) == (2, 4, ROUTING_MEMO_SIZE)
 
     def test_top_level_allowlist(self, make_app, fxa_server):
         app = make_app(

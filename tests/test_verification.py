@@ -745,6 +745,29 @@ def test_an_undecodable_signature_is_not_sent_to_fxa(verifier, fxa_server):
     assert fxa_server.calls["/v1/verify"] == 0
 
 
+def test_a_header_is_decoded_once_and_cannot_be_changed(verifier, fxa_server):
+    verification._header_object.cache_clear()
+    first, second = (sign(fxa_server, good_claims(jti=str(i))) for i in range(2))
+    assert first.split(".")[0] == second.split(".")[0]
+    assert verifier.verify(first).uid == verifier.verify(second).uid == UID
+    info = verification._header_object.cache_info()
+    assert (info.misses, info.hits) == (1, 1)
+    header = verification.parse_jws(first).header
+    with pytest.raises(TypeError):
+        header["alg"] = "none"  # type: ignore[index]
+    assert verifier.verify(first).uid == UID
+
+
+def test_made_up_headers_are_refused_and_do_not_fill_the_memory(verifier, fxa_server):
+    verification._header_object.cache_clear()
+    _, payload, signature = sign(fxa_server, good_claims()).split(".")
+    headers = [b64({"alg": "RS256", "typ": "at+JWT", "kid": f"k{i}"}) for i in range(300)]
+    headers += [b64({"alg": "none", "n": i}) for i in range(100)]
+    for header in headers:
+        assert refusal(verifier, f"{header}.{payload}.{signature}") in (UNKNOWN_KEY, MALFORMED)
+    assert verification._header_object.cache_info().currsize == verification.HEADER_MEMO_SIZE
+
+
 def test_a_background_refresh_that_lost_the_race_does_nothing(scheduled, fxa_server):
     scheduled.verify(fxa_server.mint_jwt(UID))
     made_up = fxa_server.mint_jwt(UID, kid="made-up", signing_key=fxa_server.new_key())
