@@ -222,15 +222,6 @@ def parse_jws(token: str) -> CompactJWS | None:
     return CompactJWS(header, claims, signing_input, signature)
 
 
-def unverified_segment(token: str, index: int) -> Mapping[str, Any] | None:
-    """The JSON object in segment ``index`` (0 or 1) of a compact JWS, or ``None`` if it
-    is not one (for routing and for reading claims; nothing is verified)."""
-    jws = parse_jws(token)
-    if jws is None:
-        return None
-    return jws.header if index == 0 else jws.claims
-
-
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
