@@ -13,7 +13,6 @@ and only then verified with FxA (see :mod:`kinto_fxa.verification`).
 
 import functools
 import logging
-import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,13 @@ from kinto_fxa.cache import LocalCache, SafeCache
 from kinto_fxa.responses import bearer_token, service_unavailable
 from kinto_fxa.revocation import Revocations, RevocationUnavailable, is_revoked
 from kinto_fxa.settings import DEFAULT_CLIENT, FxASettings
-from kinto_fxa.verification import FxAUnavailable, InvalidToken, TokenVerifier, VerifiedToken
+from kinto_fxa.verification import (
+    OPAQUE_SHAPE,
+    FxAUnavailable,
+    InvalidToken,
+    TokenVerifier,
+    VerifiedToken,
+)
 
 
 logger = logging.getLogger(__name__)
@@ -41,8 +46,6 @@ CACHE_PREFIX = "fxa-oauth.token:"
 SUBREQUEST = "_fxa_oauth_from_parent"
 #: FxA tokens are about 1 KB; anything far larger is refused without asking FxA.
 MAX_TOKEN_LENGTH = 8192
-#: FxA's opaque access tokens: only these need FxA's ``/v1/verify``, hence the shared cache.
-OPAQUE_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
 #: Kinto's process-local cache backend: a second in-process level, and a small one.
 MEMORY_CACHE_MODULE = "kinto.core.cache.memory"
 #: Distinct ``(scopes, client_id)`` routing decisions remembered.
@@ -198,7 +201,9 @@ class Authenticator:
                 raise Refused(REVOKED)
             # An opaque token of unknown age verified before the cutoff: ask FxA again.
 
-        opaque = self.shared is not None and OPAQUE_TOKEN.fullmatch(token) is not None
+        # Only opaque tokens need FxA's ``/v1/verify``, hence the shared cache.
+        is_opaque = OPAQUE_SHAPE.fullmatch(token) is not None
+        opaque = self.shared is not None and is_opaque
         key = CACHE_PREFIX + digest
         if opaque:
             identity = self._from_shared(key)
@@ -206,7 +211,7 @@ class Authenticator:
                 self._remember(digest, identity)
                 return identity, "shared"
 
-        source = "verify" if OPAQUE_TOKEN.fullmatch(token) else "jwt"
+        source = "verify" if is_opaque else "jwt"
         now = time.time()
         try:
             identity = self._route(self.verifier.verify(token), int(now * 1000))
