@@ -15,9 +15,10 @@ from pyramid.exceptions import ConfigurationError
 
 from kinto_fxa import metrics
 from kinto_fxa.authentication import Authenticator
+from kinto_fxa.fxa_api import heartbeat_url
 from kinto_fxa.revocation import Revocations
 from kinto_fxa.settings import FxASettings, parse_settings
-from kinto_fxa.verification import TokenVerifier, heartbeat_url
+from kinto_fxa.verification import TokenVerifier
 
 
 try:

@@ -24,16 +24,11 @@ from zope.interface import implementer
 
 from kinto_fxa import metrics
 from kinto_fxa.cache import LocalCache, SafeCache
+from kinto_fxa.errors import MALFORMED, UNKNOWN_KEY, FxAUnavailable, InvalidToken
 from kinto_fxa.responses import bearer_token, service_unavailable
 from kinto_fxa.revocation import Revocations, RevocationUnavailable, is_revoked
 from kinto_fxa.settings import DEFAULT_CLIENT, FxASettings
-from kinto_fxa.verification import (
-    OPAQUE_SHAPE,
-    FxAUnavailable,
-    InvalidToken,
-    TokenVerifier,
-    VerifiedToken,
-)
+from kinto_fxa.verification import OPAQUE_SHAPE, TokenVerifier, VerifiedToken
 
 
 logger = logging.getLogger(__name__)
@@ -52,17 +47,9 @@ MEMORY_CACHE_MODULE = "kinto.core.cache.memory"
 ROUTING_MEMO_SIZE = 1024
 #: Marks a refused token in the caches.
 REFUSED = False
-#: Refusal reasons decided here (the verifier has its own: ``InvalidToken.reason``).
-SCOPE, FOREIGN_CLIENT, AMBIGUOUS, REVOKED, MALFORMED = (
-    "scope",
-    "foreign_client",
-    "ambiguous",
-    "revoked",
-    "malformed",
-)
-#: A refusal only because the signing key is not known yet: never remembered, since the
-#: next JWKS refresh may know it.
-UNKNOWN_KEY = "unknown_key"
+#: Refusal reasons decided here (the verifier's are in :mod:`kinto_fxa.errors`; of those,
+#: ``UNKNOWN_KEY`` is never remembered, since the next JWKS refresh may know the key).
+SCOPE, FOREIGN_CLIENT, AMBIGUOUS, REVOKED = ("scope", "foreign_client", "ambiguous", "revoked")
 
 
 @dataclass(frozen=True)

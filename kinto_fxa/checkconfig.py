@@ -32,10 +32,10 @@ from pyramid.exceptions import ConfigurationError
 from pyramid.settings import aslist
 
 from kinto_fxa.authentication import MEMORY_CACHE_MODULE
+from kinto_fxa.fxa_api import PRODUCTION_OAUTH_URI, build_api_client, heartbeat_url
 from kinto_fxa.redirects import SETTING_NAME as DOMAINS_SETTING
 from kinto_fxa.redirects import DomainPattern, parse_patterns
 from kinto_fxa.settings import PREFIX, ClientConfig, FxASettings, parse_settings
-from kinto_fxa.verification import PRODUCTION_OAUTH_URI, build_api_client, heartbeat_url
 
 
 OK, WARNINGS, ERRORS = 0, 1, 2

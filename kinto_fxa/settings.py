@@ -16,8 +16,8 @@ from fxa.constants import ENVIRONMENT_URLS
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool, aslist
 
+from kinto_fxa.fxa_api import PRODUCTION_OAUTH_URI
 from kinto_fxa.redirects import DomainPattern, check_authorized_domains
-from kinto_fxa.verification import PRODUCTION_OAUTH_URI
 
 
 PREFIX = "fxa-oauth."

@@ -15,20 +15,9 @@ What a token may be, decided before anything is asked:
   answer with wrong types means :class:`FxAUnavailable` (FxA could not tell us).
 - anything else: :class:`InvalidToken` (``malformed``) without calling FxA.
 
-Keys (:class:`JWKSKeySet`): fetched on first use, refreshed in the background once they are
-``max_age`` old (FxA publishes its next key before signing with it, so a schedule picks it
-up in time), and refetched at once for a token naming an unknown ``kid``. After the first
-load, at most one fetch per ``refresh_interval``, whatever the traffic (made-up kids
-included); a failed refresh keeps the known keys.
-
-Outbound calls go through an ``APIClient`` with a timeout and no urllib3 retries: a failing
-FxA must fail fast (PyFxA's default session retries POSTs 3 times with backoff). After a
-429/500/503 with ``Retry-After`` PyFxA's client "backs off": it answers without calling FxA
-until then; that is :class:`FxAUnavailable` too.
-
-Outcomes are two exceptions: :class:`InvalidToken` (FxA says no: not authenticated; its
-``reason`` says why, one of :data:`REASONS`) and :class:`FxAUnavailable` (we cannot know:
-the caller answers 503).
+Keys come from :mod:`kinto_fxa.jwks`, calls to FxA go through :mod:`kinto_fxa.fxa_api`, and
+the outcomes are the exceptions of :mod:`kinto_fxa.errors`: :class:`InvalidToken` (not
+authenticated) and :class:`FxAUnavailable` (we cannot know: the caller answers 503).
 """
 
 import base64
@@ -38,56 +27,44 @@ import json
 import logging
 import math
 import re
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-import jwt
 import requests
 from fxa import errors as fxa_errors
-from fxa._utils import APIClient
-from fxa.oauth import Client as OAuthClient
 from jwt.algorithms import RSAAlgorithm
 
 from kinto_fxa import metrics
+from kinto_fxa.errors import (
+    EXPIRED,
+    INVALID,
+    ISSUER,
+    MALFORMED,
+    NOT_YET_VALID,
+    SIGNATURE,
+    TOKEN_TYPE,
+    UNKNOWN_KEY,
+    FxAUnavailable,
+    InvalidToken,
+)
+from kinto_fxa.fxa_api import (
+    ERRNO_INVALID_TOKEN,
+    PRODUCTION_OAUTH_URI,
+    BackingOff,
+    build_api_client,
+    call,
+)
+from kinto_fxa.jwks import DEFAULT_JWKS_MAX_AGE, JWKSKeySet, PublicKeys
 from kinto_fxa.uids import is_fxa_uid
 
 
 logger = logging.getLogger(__name__)
 
-# Used when ``fxa-oauth.oauth_uri`` is not set (PyFxA's default, FxA production).
-PRODUCTION_OAUTH_URI = "https://oauth.accounts.firefox.com/v1"
 #: The ``iss`` of FxA production's access tokens.
 PRODUCTION_ISSUER = "https://accounts.firefox.com"
-#: Default of ``jwks_max_age``: keys older than this are refreshed in the background.
-DEFAULT_JWKS_MAX_AGE = 300
-#: FxA's errno for an invalid (unknown, expired, destroyed) token.
-ERRNO_INVALID_TOKEN = 108
-
-# Why a token is refused (``InvalidToken.reason``, the ``reason`` label of the
-# ``fxa_verifications`` metric).
-#: The JWT has expired (``exp``).
-EXPIRED = "expired"
-#: The JWT is not valid yet (``iat`` or ``nbf`` in the future).
-NOT_YET_VALID = "not_yet_valid"
-#: The JWT names a key FxA does not publish (never negatively cached: the next JWKS refresh
-#: may know it).
-UNKNOWN_KEY = "unknown_key"
-#: Not a JWT nor an opaque token, or a JWT with a missing or mistyped claim or header.
-MALFORMED = "malformed"
-#: The JWT's signature does not match its key.
-SIGNATURE = "signature"
-#: The JWT's ``iss`` is missing or not the FxA issuer expected.
-ISSUER = "issuer"
-#: The JWT's ``typ`` is not ``at+JWT``: another kind of token (ID token, event...).
-TOKEN_TYPE = "token_type"
-#: FxA's ``/v1/verify`` says the token is invalid.
-INVALID = "invalid"
-REASONS = (EXPIRED, NOT_YET_VALID, UNKNOWN_KEY, MALFORMED, SIGNATURE, ISSUER, TOKEN_TYPE, INVALID)
-
 #: A compact JWS: three base64url segments (the signature may not be empty for RS256, but
 #: PyJWT says so itself).
 JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
@@ -96,25 +73,6 @@ OPAQUE_SHAPE = re.compile(r"[0-9a-fA-F]{64}")
 ACCESS_TOKEN_TYPES = ("at+jwt", "application/at+jwt")
 #: Distinct JOSE headers kept decoded (FxA uses one per signing key).
 HEADER_MEMO_SIZE = 64
-
-
-class VerificationError(Exception):
-    """Base class of the outcomes of a failed verification."""
-
-
-class InvalidToken(VerificationError):
-    """The token is not valid: unknown, expired, forged, revoked or lacking scope.
-
-    ``reason`` is one of :data:`REASONS`, for metrics and for the caller's caching.
-    """
-
-    def __init__(self, message: str = "Invalid token", reason: str = INVALID) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class FxAUnavailable(VerificationError):
-    """FxA could not be asked, or answered something that is not an answer."""
 
 
 @dataclass(frozen=True)
@@ -128,43 +86,6 @@ class VerifiedToken:
     issued_at_ms: int | None = None
     #: Expiry as a UNIX timestamp in seconds; ``None`` if FxA did not say (opaque tokens).
     expires_at: float | None = None
-
-
-def build_api_client(
-    server_url: str, timeout: float, session: requests.Session | None = None
-) -> APIClient:
-    """A PyFxA API client with a bounded timeout and no automatic retries (PyFxA's own
-    session retries POSTs 3 times with backoff)."""
-    server_url = server_url.rstrip("/")
-    if not server_url.endswith("/v1"):
-        server_url += "/v1"
-    apiclient = APIClient(server_url, session=session or requests.Session())
-    apiclient.timeout = timeout
-    return apiclient
-
-
-def oauth_client(
-    server_url: str,
-    timeout: float,
-    client_id: str | None,
-    client_secret: str | None,
-    session: requests.Session,
-) -> OAuthClient:
-    """PyFxA's OAuth client of one relier client, talking through :func:`build_api_client`
-    over ``session`` (the caller closes it)."""
-    client = OAuthClient(
-        client_id=client_id, client_secret=client_secret, server_url=server_url, cache=None
-    )
-    client.apiclient = build_api_client(server_url, timeout, session)
-    return client
-
-
-def heartbeat_url(oauth_uri: str) -> str:
-    """FxA's ``/__heartbeat__`` lives at the server root, not under ``/v1``."""
-    root = oauth_uri.rstrip("/")
-    if root.endswith("/v1"):
-        root = root[: -len("/v1")]
-    return root + "/__heartbeat__"
 
 
 def same_issuer(actual: Any, expected: str) -> bool:
@@ -288,215 +209,6 @@ def classify_verify_error(error: fxa_errors.InProtocolError) -> VerifiedToken:
     raise FxAUnavailable(f"FxA answered {code} (errno {errno!r}): {error}") from error
 
 
-def failure_kind(error: BaseException) -> str:
-    """The ``kind`` label of :data:`metrics.FXA_CALL_FAILURES` for ``error``."""
-    if isinstance(error, requests.Timeout):
-        return "timeout"
-    if isinstance(error, requests.RequestException):
-        return "refused"
-    if isinstance(error, fxa_errors.ServerError):
-        return "5xx"
-    if isinstance(error, fxa_errors.ClientError):
-        return "rate_limited" if getattr(error, "code", None) == 429 else "4xx"
-    return "malformed"
-
-
-class _BackingOff(Exception):
-    """PyFxA's client is in backoff after a ``Retry-After``: it asked nobody."""
-
-
-def _call(
-    apiclient: APIClient, metrics_: metrics.Metrics, endpoint: str, method: str, *args: Any
-) -> Any:
-    """``apiclient.<method>(*args)``, timed and with failures counted.
-
-    :raises _BackingOff: when PyFxA answered from its backoff state without calling FxA.
-    """
-    started = time.monotonic()
-    try:
-        try:
-            body = getattr(apiclient, method)(*args)
-        except (AttributeError, TypeError) as e:
-            # PyFxA builds its errors with ``body.get``: a JSON error body that is not an
-            # object breaks it.
-            raise fxa_errors.OutOfProtocolError(f"Unexpected FxA error answer ({e})") from e
-    except (requests.RequestException, fxa_errors.Error) as e:
-        metrics_.observe_seconds(
-            metrics.FXA_CALL_DURATION, time.monotonic() - started, endpoint=endpoint
-        )
-        if not isinstance(e, fxa_errors.ClientError) or e.errno != ERRNO_INVALID_TOKEN:
-            metrics_.count(metrics.FXA_CALL_FAILURES, endpoint=endpoint, kind=failure_kind(e))
-        raise
-    if isinstance(body, requests.Response):
-        metrics_.count(metrics.FXA_CALL_FAILURES, endpoint=endpoint, kind="rate_limited")
-        raise _BackingOff(f"backing off after FxA answered {body.status_code} with Retry-After")
-    metrics_.observe_seconds(
-        metrics.FXA_CALL_DURATION, time.monotonic() - started, endpoint=endpoint
-    )
-    return body
-
-
-def _usable_keys(body: Any) -> dict[str | None, dict[str, Any]]:
-    """The usable RSA keys of a ``/jwks`` answer, by kid."""
-    keys = body.get("keys") if isinstance(body, dict) else None
-    if not isinstance(keys, list):
-        return {}
-    usable: dict[str | None, dict[str, Any]] = {}
-    for key in keys:
-        if not isinstance(key, dict) or not isinstance(key.get("kid"), str):
-            continue
-        try:
-            RSAAlgorithm.from_jwk(json.dumps(key))
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
-            logger.warning("Skipping an unusable FxA key %r", key.get("kid"))
-            continue
-        usable[key["kid"]] = dict(key)
-    return usable
-
-
-class JWKSKeySet:
-    """FxA's public signing keys: fetched lazily, refreshed on a schedule and on unknown
-    key ids, at most once per ``refresh_interval`` after the first load.
-
-    ``max_age``: keys fetched that long ago are refreshed by a background thread, started by
-    the request that finds them stale (the request does not wait; one thread at most).
-    ``None`` disables the schedule. ``clock`` is a monotonic clock (for tests).
-    """
-
-    def __init__(
-        self,
-        apiclient: APIClient,
-        static_keys: Sequence[dict[str, Any]] | None = None,
-        refresh_interval: float = 60,
-        max_age: float | None = DEFAULT_JWKS_MAX_AGE,
-        metrics_: metrics.Metrics | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._apiclient = apiclient
-        self._static = static_keys is not None
-        self._keys: dict[str | None, dict[str, Any]] = {}
-        #: When the keys were last fetched successfully.
-        self._loaded_at: float | None = None
-        #: When a fetch was last attempted once keys were known: the bound.
-        self._attempted_at: float | None = None
-        #: Whether the last fetch failed: an unknown key id may then be FxA's new key.
-        self._last_fetch_failed = False
-        self._refresh_interval = refresh_interval
-        self._max_age = None if self._static else max_age
-        self._metrics = metrics_ or metrics.Metrics()
-        self._clock = clock
-        self._lock = threading.Lock()  # Held while fetching: one fetch at a time.
-        self._refreshing_lock = threading.Lock()  # Never held while fetching.
-        self._refreshing = False
-        if static_keys is not None:
-            self._keys = {k.get("kid"): dict(k) for k in static_keys}
-
-    @property
-    def keys(self) -> list[dict[str, Any]]:
-        return list(self._keys.values())
-
-    @property
-    def kids(self) -> list[str | None]:
-        return list(self._keys)
-
-    @property
-    def refreshing(self) -> bool:
-        """Whether a background refresh is in flight."""
-        return self._refreshing
-
-    def keys_for(self, kid: str | None) -> list[dict[str, Any]]:
-        """The keys a token signed with ``kid`` may be checked against (none: ``kid`` is
-        not FxA's, as of the last successful fetch).
-
-        :raises FxAUnavailable: if the keys are needed but cannot be fetched, or ``kid`` is
-            unknown and the last fetch failed.
-        """
-        known = self._keys.get(kid) if kid is not None else None  # One read: a refresh
-        if known is not None:  # may replace the keys meanwhile.
-            self._refresh_if_stale()
-            return [known]
-        if not self._static and (kid is not None or not self._keys):
-            self._fetch(kid)
-        else:
-            self._refresh_if_stale()
-        if kid is None:
-            return self.keys
-        key = self._keys.get(kid)
-        if key is None and self._last_fetch_failed:
-            # FxA may have started signing with a key we could not fetch: we cannot tell.
-            raise FxAUnavailable(f"FxA JWKS unavailable: cannot tell whether {kid!r} is FxA's")
-        return [key] if key is not None else []
-
-    def _may_fetch(self, now: float) -> bool:
-        return self._attempted_at is None or now - self._attempted_at >= self._refresh_interval
-
-    def _refresh_if_stale(self) -> None:
-        if self._max_age is None or self._loaded_at is None or self._refreshing:
-            return
-        now = self._clock()
-        if now - self._loaded_at < self._max_age or not self._may_fetch(now):
-            return
-        with self._refreshing_lock:
-            if self._refreshing:
-                return  # pragma: no cover  (another request started it meanwhile)
-            self._refreshing = True
-        threading.Thread(target=self._refresh, name="kinto-fxa-jwks", daemon=True).start()
-
-    def _refresh(self) -> None:
-        """The background refresh: keeps the known keys when it fails."""
-        try:
-            with self._lock:
-                now = self._clock()
-                # Keys are known here: a failure keeps them (never FxAUnavailable).
-                if self._may_fetch(now):
-                    self._load(now, "scheduled")
-        finally:
-            self._refreshing = False
-
-    def _fetch(self, kid: str | None) -> None:
-        """Load the keys; once loaded, refetch for an unknown ``kid`` at most once per
-        ``refresh_interval`` (tokens with made-up key ids must not hammer FxA)."""
-        with self._lock:
-            if (kid is not None and kid in self._keys) or (kid is None and self._keys):
-                return  # Another thread fetched them meanwhile.
-            now = self._clock()
-            if self._keys and not self._may_fetch(now):
-                return
-            self._load(now, "unknown_kid" if self._keys else "initial")
-
-    def _load(self, now: float, trigger: str) -> None:
-        """Fetch the keys (the lock is held).
-
-        :raises FxAUnavailable: if no keys are known and none could be fetched.
-        """
-        if self._keys:
-            self._attempted_at = now
-        try:
-            body = _call(self._apiclient, self._metrics, "jwks", "get", "/jwks")
-            error = None if self._apply(body, now) else "no usable key in the answer"
-            if error is not None:
-                self._metrics.count(metrics.FXA_CALL_FAILURES, endpoint="jwks", kind="malformed")
-        except (fxa_errors.Error, requests.RequestException, _BackingOff) as e:
-            error = str(e) or e.__class__.__name__
-        self._last_fetch_failed = error is not None
-        outcome = "ok" if error is None else "failed"
-        self._metrics.count(metrics.JWKS_REFRESHES, trigger=trigger, outcome=outcome)
-        if error is None:
-            return
-        if not self._keys:
-            raise FxAUnavailable(f"Could not fetch FxA JWKS: {error}")
-        logger.warning("Could not refresh FxA JWKS (%s); keeping the known keys", error)
-
-    def _apply(self, body: Any, now: float) -> bool:
-        """Use the keys of a ``/jwks`` answer; ``False`` (known keys kept) if it has none."""
-        parsed = _usable_keys(body)
-        if not parsed:
-            return False
-        self._keys = parsed
-        self._loaded_at = now
-        return True
-
-
 #: Tolerated difference between FxA's clock and ours when checking ``exp``, ``iat`` and
 #: ``nbf``: without it a token FxA issued a moment ago is "not yet valid" here.
 CLOCK_SKEW_SECONDS = 30
@@ -516,25 +228,6 @@ def _check_times(claims: dict[str, Any], now: float) -> None:
     for name in ("iat", "nbf"):
         if name in claims and claims[name] > now + CLOCK_SKEW_SECONDS:
             raise InvalidToken(f"JWT not valid yet ({name})", NOT_YET_VALID)
-
-
-class _PublicKeys:
-    """RSA public keys built from JWKs once per key (not once per token)."""
-
-    def __init__(self) -> None:
-        self._built: dict[str, tuple[dict[str, Any], Any]] = {}
-
-    def get(self, jwk: dict[str, Any]) -> Any:
-        cache_key = str(jwk.get("kid"))
-        known = self._built.get(cache_key)
-        if known is not None and known[0] == jwk:
-            return known[1]
-        try:
-            key = RSAAlgorithm.from_jwk(jwk)
-        except (jwt.PyJWTError, KeyError, TypeError, ValueError) as e:
-            raise InvalidToken(f"Unusable FxA key: {e}", UNKNOWN_KEY) from e
-        self._built[cache_key] = (dict(jwk), key)
-        return key
 
 
 class TokenVerifier:
@@ -569,7 +262,7 @@ class TokenVerifier:
             metrics_=self.metrics,
             clock=clock,
         )
-        self._public_keys = _PublicKeys()
+        self._public_keys = PublicKeys()
 
     def verify(self, token: str) -> VerifiedToken:
         """Verify ``token``.
@@ -626,12 +319,12 @@ class TokenVerifier:
 
     def _verify_remotely(self, token: str) -> VerifiedToken:
         try:
-            answer = _call(
+            answer = call(
                 self.apiclient, self.metrics, "verify", "post", "/verify", {"token": token}
             )
         except fxa_errors.InProtocolError as e:
             return classify_verify_error(e)
-        except _BackingOff as e:
+        except BackingOff as e:
             raise FxAUnavailable(f"FxA verify: {e}") from e
         except (requests.RequestException, fxa_errors.Error) as e:
             raise FxAUnavailable(f"FxA verify failed: {e}") from e

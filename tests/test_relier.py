@@ -18,7 +18,7 @@ import requests
 import webtest
 from fxa.oauth import Client as OAuthClient
 
-from kinto_fxa.verification import PRODUCTION_OAUTH_URI
+from kinto_fxa.fxa_api import PRODUCTION_OAUTH_URI
 from kinto_fxa.views.relier import REDACTED, STATE_CACHE_PREFIX, STATE_COOKIE
 from tests.conftest import backend_settings, kinto_settings
 from tests.helpers import free_port

@@ -1,4 +1,5 @@
-"""TokenVerifier and JWKSKeySet against the local FxA server, no Pyramid involved."""
+"""TokenVerifier, with JWKSKeySet and the FxA API calls it makes, against the local FxA
+server: no Pyramid involved."""
 
 import base64
 import json
@@ -9,9 +10,8 @@ import pytest
 import requests
 from fxa import errors as fxa_errors
 
-from kinto_fxa import metrics, verification
-from kinto_fxa.testing import fxa_server as local_fxa
-from kinto_fxa.verification import (
+from kinto_fxa import errors, metrics, verification
+from kinto_fxa.errors import (
     EXPIRED,
     INVALID,
     ISSUER,
@@ -22,11 +22,11 @@ from kinto_fxa.verification import (
     UNKNOWN_KEY,
     FxAUnavailable,
     InvalidToken,
-    TokenVerifier,
-    build_api_client,
-    heartbeat_url,
-    parse_jws,
 )
+from kinto_fxa.fxa_api import build_api_client, heartbeat_url
+from kinto_fxa.jwks import JWKSKeySet
+from kinto_fxa.testing import fxa_server as local_fxa
+from kinto_fxa.verification import TokenVerifier, parse_jws
 from tests._events_helpers import RecordingMetrics
 from tests.helpers import wait_until
 
@@ -346,7 +346,7 @@ def test_critical_header_extensions_are_refused(verifier, fxa_server):
 
 
 def test_reasons_are_short_constants():
-    reasons = verification.REASONS
+    reasons = errors.REASONS
     assert set(reasons) == {
         EXPIRED,
         INVALID,
@@ -604,7 +604,7 @@ def test_an_unusable_jwks_answer_keeps_the_keys(scheduled, fxa_server, clock):
 
 
 def test_unusable_keys_are_skipped(fxa_server):
-    keyset = verification.JWKSKeySet(build_api_client(fxa_server.oauth_uri, 2))
+    keyset = JWKSKeySet(build_api_client(fxa_server.oauth_uri, 2))
     good = fxa_server.jwks["keys"][0]
     keyset._apply({"keys": [{"kid": "ec", "kty": "EC"}, {"kty": "RSA"}, good]}, 0)
     assert keyset.kids == [good["kid"]]
@@ -731,7 +731,7 @@ def test_a_verify_answer_with_an_unusable_uid_is_invalid():
 
 @pytest.mark.parametrize("body", [{"keys": []}, {"keys": [{"kid": "ec", "kty": "EC"}]}, {}])
 def test_a_jwks_answer_without_usable_keys(body, recorder):
-    keyset = verification.JWKSKeySet(canned(200, body), metrics_=metrics.Metrics(lambda: recorder))
+    keyset = JWKSKeySet(canned(200, body), metrics_=metrics.Metrics(lambda: recorder))
     with pytest.raises(FxAUnavailable, match="no usable key"):
         keyset.keys_for("kid")
     assert refreshes(recorder) == [("initial", "failed")]
@@ -777,13 +777,6 @@ def test_a_background_refresh_that_lost_the_race_does_nothing(scheduled, fxa_ser
     scheduled.jwks._refresh()  # Within the interval of the last fetch.
     assert fxa_server.calls["/v1/jwks"] == 2
     assert not scheduled.jwks.refreshing
-
-
-def test_the_authenticator_knows_the_unknown_key_reason():
-    from kinto_fxa import authentication
-
-    assert authentication.UNKNOWN_KEY == UNKNOWN_KEY
-    assert authentication.MALFORMED == MALFORMED
 
 
 def test_the_settings_reach_the_verifier(make_app, fxa_server):

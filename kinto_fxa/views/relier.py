@@ -35,6 +35,7 @@ from pyramid.response import Response
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from kinto_fxa import metrics
+from kinto_fxa.fxa_api import failure_kind, oauth_client
 from kinto_fxa.logins import CACHE_PREFIX, LoginExpired, OtherBrowser, PendingLogins
 from kinto_fxa.redirects import (
     MAX_URL_LENGTH,
@@ -43,7 +44,6 @@ from kinto_fxa.redirects import (
 )
 from kinto_fxa.responses import no_store, service_unavailable
 from kinto_fxa.settings import DEFAULT_CLIENT, ClientConfig, FxASettings
-from kinto_fxa.verification import failure_kind, oauth_client
 
 
 logger = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ from pyramid import httpexceptions
 from pyramid.security import NO_PERMISSION_REQUIRED
 
 from kinto_fxa import events
+from kinto_fxa.errors import FxAUnavailable
 from kinto_fxa.responses import bearer_token, service_unavailable
 from kinto_fxa.settings import FxASettings
-from kinto_fxa.verification import FxAUnavailable
 
 
 logger = logging.getLogger(__name__)
