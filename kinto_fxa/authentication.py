@@ -190,9 +190,8 @@ class Authenticator:
 
         # Only opaque tokens need FxA's ``/v1/verify``, hence the shared cache.
         is_opaque = OPAQUE_SHAPE.fullmatch(token) is not None
-        opaque = self.shared is not None and is_opaque
-        key = CACHE_PREFIX + digest
-        if opaque:
+        key = CACHE_PREFIX + digest if is_opaque and self.shared is not None else None
+        if key is not None:
             identity = self._from_shared(key)
             if identity is not None:
                 self._remember(digest, identity)
@@ -206,13 +205,13 @@ class Authenticator:
                 raise Refused(REVOKED)
         except InvalidToken as e:
             reason = getattr(e, "reason", "invalid")
-            self._refuse(digest, key if opaque else None, reason)
+            self._refuse(digest, key, reason)
             raise Refused(reason, source) from e
         except Refused as e:
-            self._refuse(digest, key if opaque else None, e.reason)
+            self._refuse(digest, key, e.reason)
             raise Refused(e.reason, source) from e
 
-        if opaque:  # FxA's /v1/verify gives no expiry: kept cache_ttl_seconds.
+        if key is not None:  # FxA's /v1/verify gives no expiry: kept cache_ttl_seconds.
             ttl = float(self.settings.cache_ttl_seconds)
             self.shared.set(key, identity.to_json(), ttl)  # type: ignore[union-attr]
         self._remember(digest, identity)

@@ -19,6 +19,8 @@ from kinto_fxa import metrics
 
 # Used when ``fxa-oauth.oauth_uri`` is not set (PyFxA's default, FxA production).
 PRODUCTION_OAUTH_URI = "https://oauth.accounts.firefox.com/v1"
+#: The ``iss`` of FxA production's access tokens: the default of ``fxa-oauth.issuer``.
+PRODUCTION_ISSUER = "https://accounts.firefox.com"
 #: FxA's errno for an invalid (unknown, expired, destroyed) token.
 ERRNO_INVALID_TOKEN = 108
 

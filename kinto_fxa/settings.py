@@ -16,7 +16,7 @@ from fxa.constants import ENVIRONMENT_URLS
 from pyramid.exceptions import ConfigurationError
 from pyramid.settings import asbool, aslist
 
-from kinto_fxa.fxa_api import PRODUCTION_OAUTH_URI
+from kinto_fxa.fxa_api import PRODUCTION_ISSUER, PRODUCTION_OAUTH_URI
 from kinto_fxa.redirects import DomainPattern, check_authorized_domains
 
 
@@ -26,8 +26,6 @@ DEFAULT_POLICY_NAME = "fxa"
 #: The top-level client's default ``requested_scope`` and ``required_scope``.
 DEFAULT_SCOPE = "profile"
 DEFAULT_WEBHOOK_ISSUER = "https://accounts.firefox.com/"
-#: The ``iss`` of FxA production's access tokens: the default of ``fxa-oauth.issuer``.
-PRODUCTION_ISSUER = "https://accounts.firefox.com"
 #: The ``iss`` of each FxA environment's tokens (its content server), by the host of its
 #: OAuth server: ``oauth.accounts.firefox.com``, ``oauth.stage.mozaws.net``.
 KNOWN_ISSUERS: dict[str, str] = {

@@ -52,6 +52,7 @@ from kinto_fxa.errors import (
 )
 from kinto_fxa.fxa_api import (
     ERRNO_INVALID_TOKEN,
+    PRODUCTION_ISSUER,
     PRODUCTION_OAUTH_URI,
     BackingOff,
     build_api_client,
@@ -63,8 +64,6 @@ from kinto_fxa.uids import is_fxa_uid
 
 logger = logging.getLogger(__name__)
 
-#: The ``iss`` of FxA production's access tokens.
-PRODUCTION_ISSUER = "https://accounts.firefox.com"
 #: A compact JWS: three base64url segments (the signature may not be empty for RS256, but
 #: PyJWT says so itself).
 JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
